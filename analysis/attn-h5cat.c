@@ -1,0 +1,577 @@
+/* attn-h5cat.c — a results file (HDF5) as a TSV table for gnuplot, awk and pandas.
+ *
+ *     attn-h5cat FILE.h5 [-o OUT.tsv] [--columns a,b,c] [--where col=value]... [--spectra]
+ *
+ * Output: `# key: value` lines with the provenance of the file (source path, program, version,
+ * git_describe, config_hash, utc_time, blas_vendor and command_line of the sweep, then this
+ * program's version and command), one header line of tab-separated column names, and one line per
+ * row.  Doubles are printed with %.17g (they read back to the same bits; NaN as "NaN"), integers as
+ * integers, strings as they are with tabs and newlines replaced by spaces.
+ *
+ * Without --spectra the rows are those of /points.  With --spectra there is one row per singular
+ * value of every /spectra/<point_id>, with the columns of spectra_columns[] below; sigma_rel is
+ * sigma / sigma_1.  --where col=value keeps the rows whose column equals value (numerically for
+ * numeric columns, so n=1024 matches 1024 and NaN matches NaN); several --where must all hold.
+ * --columns selects and orders the columns written.
+ *
+ * The TSV is written to a temporary file beside OUT and renamed at the end, so a failure never
+ * leaves a half-written OUT.  Exit status: 0, 1 on an error (message on stderr), 2 on a bad command
+ * line.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "attn.h"
+#include "attn_io.h"
+
+static const char *program = "attn-h5cat";
+
+/* One column of the table written: a name, a type and borrowed values. */
+typedef struct view_col {
+    const char *name;
+    int type;               /* enum attn_column_type */
+    const double *num;      /* [rows], numeric columns */
+    char *const *str;       /* [rows], string columns */
+} view_col;
+
+typedef struct view {
+    size_t rows;
+    size_t ncols;
+    view_col *cols;         /* [ncols] */
+} view;
+
+/* A --where filter resolved against a view. */
+typedef struct where {
+    const char *arg;        /* "col=value" as given */
+    size_t col;
+    const char *value;      /* text after '=' */
+    double num;             /* value as a number, numeric columns */
+} where;
+
+/* Columns of --spectra: those named like a /points column are copied from the point's row; k,
+ * sigma and sigma_rel come from the spectrum. */
+static const struct {
+    const char *name;
+    int type;
+} spectra_columns[] = {
+    { "point_id", ATTN_COL_I64 }, { "data_label", ATTN_COL_STR }, { "layer", ATTN_COL_I64 },
+    { "head", ATTN_COL_I64 },     { "n", ATTN_COL_I64 },          { "causal", ATTN_COL_I64 },
+    { "method", ATTN_COL_STR },   { "spec", ATTN_COL_STR },       { "k", ATTN_COL_I64 },
+    { "sigma", ATTN_COL_F64 },    { "sigma_rel", ATTN_COL_F64 },
+};
+#define NSPECTRA_COLS (sizeof spectra_columns / sizeof spectra_columns[0])
+
+/* The spectra table: owned arrays, one row per singular value, a column per spectra_columns[]
+ * entry (num for numeric columns, str for string columns). */
+typedef struct spectra {
+    size_t rows;
+    double *num[NSPECTRA_COLS];
+    char **str[NSPECTRA_COLS];
+} spectra;
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "usage: %s FILE.h5 [-o OUT.tsv] [--columns a,b,c] [--where col=value]... [--spectra]\n"
+            "\n"
+            "Write the /points table of an attnlab results file as TSV (stdout without -o).\n"
+            "  -o, --output OUT.tsv   write OUT.tsv (through a temporary file renamed at the end)\n"
+            "  --columns a,b,c        only these columns, in this order\n"
+            "  --where col=value      only rows with col equal to value (numeric columns compare\n"
+            "                         as numbers); repeat to require several\n"
+            "  --spectra              one row per singular value of /spectra/<point_id>, columns\n"
+            "                         point_id data_label layer head n causal method spec k sigma\n"
+            "                         sigma_rel (sigma / sigma_1)\n"
+            "  -h, --help             this text\n",
+            program);
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Output helpers (the same conventions as attn-aggregate).
+ */
+
+/* A string field: tabs, newlines and carriage returns become spaces. */
+static void put_string(FILE *out, const char *s)
+{
+    for (; s != NULL && *s != '\0'; s++)
+        fputc(*s == '\t' || *s == '\n' || *s == '\r' ? ' ' : *s, out);
+}
+
+static void put_double(FILE *out, double x)
+{
+    if (isnan(x))
+        fputs("NaN", out);
+    else if (isinf(x))
+        fputs(x > 0 ? "Inf" : "-Inf", out);
+    else
+        fprintf(out, "%.17g", x);
+}
+
+static void put_value(FILE *out, const view_col *c, size_t row)
+{
+    if (c->type == ATTN_COL_STR)
+        put_string(out, c->str[row]);
+    else if (c->type == ATTN_COL_I64 && isfinite(c->num[row]))
+        fprintf(out, "%" PRId64, (int64_t) c->num[row]);
+    else
+        put_double(out, c->num[row]);
+}
+
+static const char *table_attr(const attn_table *table, const char *name)
+{
+    for (size_t i = 0; i < table->nattrs; i++)
+        if (strcmp(table->attr_names[i], name) == 0)
+            return table->attr_values[i];
+    return "(absent)";
+}
+
+static void put_provenance(FILE *out, const attn_table *table, const char *path, int argc,
+                           char **argv)
+{
+    static const char *const keys[] = { "program", "version", "git_describe", "config_hash",
+                                        "utc_time", "blas_vendor", "command_line" };
+    char *abs = realpath(path, NULL);
+    fputs("# source: ", out);
+    put_string(out, abs != NULL ? abs : path);
+    fputc('\n', out);
+    free(abs);
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+        fprintf(out, "# %s: ", keys[i]);
+        put_string(out, table_attr(table, keys[i]));
+        fputc('\n', out);
+    }
+    fprintf(out, "# written_by: %s %s (%s)\n# command:", program, attn_version(),
+            attn_git_describe());
+    for (int i = 0; i < argc; i++) {
+        fputc(' ', out);
+        put_string(out, argv[i]);
+    }
+    fputc('\n', out);
+}
+
+/* Open the output: stdout, or a temporary file beside path (*tmp receives its name). */
+static int output_open(const char *path, FILE **out, char **tmp)
+{
+    *out = NULL;
+    *tmp = NULL;
+    if (path == NULL) {
+        *out = stdout;
+        return ATTN_OK;
+    }
+    size_t len = strlen(path) + sizeof ".tmp.XXXXXX";
+    char *name = calloc(len, 1);
+    if (name == NULL)
+        return ATTN_ERR(ATTN_ENOMEM, "name of a temporary file for %s", path);
+    snprintf(name, len, "%s.tmp.XXXXXX", path);
+    int fd = mkstemp(name);
+    if (fd < 0) {
+        int status = ATTN_ERR(ATTN_EIO, "cannot create %s: %s", name, strerror(errno));
+        free(name);
+        return status;
+    }
+    /* mkstemp creates the file 0600; give the TSV the permissions of an ordinary new file. */
+    mode_t mask = umask(0);
+    umask(mask);
+    fchmod(fd, 0666 & ~mask);
+    *out = fdopen(fd, "w");
+    if (*out == NULL) {
+        int status = ATTN_ERR(ATTN_EIO, "cannot open %s: %s", name, strerror(errno));
+        close(fd);
+        unlink(name);
+        free(name);
+        return status;
+    }
+    *tmp = name;
+    return ATTN_OK;
+}
+
+/* Finish the output: on success flush, close and rename the temporary file to path; on failure
+ * (status != ATTN_OK) remove it.  Returns the final status. */
+static int output_close(FILE *out, char *tmp, const char *path, int status)
+{
+    if (out == NULL)
+        return status;
+    if (status == ATTN_OK && (fflush(out) != 0 || ferror(out)))
+        status = ATTN_ERR(ATTN_EIO, "writing %s: %s", tmp != NULL ? tmp : "stdout",
+                          strerror(errno));
+    if (tmp == NULL)
+        return status;
+    if (fclose(out) != 0 && status == ATTN_OK)
+        status = ATTN_ERR(ATTN_EIO, "closing %s: %s", tmp, strerror(errno));
+    if (status == ATTN_OK && rename(tmp, path) != 0)
+        status = ATTN_ERR(ATTN_EIO, "renaming %s to %s: %s", tmp, path, strerror(errno));
+    if (status != ATTN_OK)
+        unlink(tmp);
+    free(tmp);
+    return status;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Views, filters and columns.
+ */
+
+static int view_from_table(view *v, const attn_table *table)
+{
+    v->rows = table->rows;
+    v->ncols = table->ncols;
+    v->cols = calloc(table->ncols, sizeof *v->cols);
+    if (v->cols == NULL)
+        return ATTN_ERR(ATTN_ENOMEM, "%zu columns", table->ncols);
+    for (size_t c = 0; c < table->ncols; c++) {
+        v->cols[c].name = table->names[c];
+        v->cols[c].type = table->types[c];
+        v->cols[c].num = table->num[c];
+        v->cols[c].str = table->str[c];
+    }
+    return ATTN_OK;
+}
+
+static int unknown_column(const view *v, const char *name)
+{
+    char list[2048] = "";
+    size_t used = 0;
+    for (size_t c = 0; c < v->ncols && used < sizeof list; c++)
+        used += (size_t) snprintf(list + used, sizeof list - used, "%s%s", c > 0 ? " " : "",
+                                  v->cols[c].name);
+    return ATTN_ERR(ATTN_EINVAL, "unknown column '%s' (columns: %s)", name, list);
+}
+
+static long view_find(const view *v, const char *name)
+{
+    for (size_t c = 0; c < v->ncols; c++)
+        if (strcmp(v->cols[c].name, name) == 0)
+            return (long) c;
+    return -1;
+}
+
+static int where_resolve(const view *v, where *w)
+{
+    const char *eq = strchr(w->arg, '=');
+    size_t len = (size_t) (eq - w->arg);
+    char name[256];
+    if (len >= sizeof name)
+        return ATTN_ERR(ATTN_EINVAL, "--where %s: column name too long", w->arg);
+    memcpy(name, w->arg, len);
+    name[len] = '\0';
+    long c = view_find(v, name);
+    if (c < 0)
+        return unknown_column(v, name);
+    w->col = (size_t) c;
+    w->value = eq + 1;
+    if (v->cols[c].type != ATTN_COL_STR) {
+        char *end = NULL;
+        errno = 0;
+        w->num = strtod(w->value, &end);
+        if (end == w->value || *end != '\0' || errno == ERANGE)
+            return ATTN_ERR(ATTN_EINVAL, "--where %s: '%s' is not a number (column %s is numeric)",
+                            w->arg, w->value, name);
+    }
+    return ATTN_OK;
+}
+
+static int where_match(const view *v, const where *w, size_t nwhere, size_t row)
+{
+    for (size_t i = 0; i < nwhere; i++) {
+        const view_col *c = &v->cols[w[i].col];
+        if (c->type == ATTN_COL_STR) {
+            const char *s = c->str[row] != NULL ? c->str[row] : "";
+            if (strcmp(s, w[i].value) != 0)
+                return 0;
+        } else {
+            double x = c->num[row];
+            if (!(x == w[i].num || (isnan(x) && isnan(w[i].num))))
+                return 0;
+        }
+    }
+    return 1;
+}
+
+/* Resolve --columns a,b,c into indices (*sel, *nsel); NULL list means every column. */
+static int columns_resolve(const view *v, const char *list, size_t **sel, size_t *nsel)
+{
+    size_t count = 1;
+    for (const char *p = list; p != NULL && *p != '\0'; p++)
+        count += *p == ',';
+    *sel = calloc(list != NULL ? count : v->ncols + 1, sizeof **sel);
+    if (*sel == NULL)
+        return ATTN_ERR(ATTN_ENOMEM, "column selection");
+    *nsel = 0;
+    if (list == NULL) {
+        for (size_t c = 0; c < v->ncols; c++)
+            (*sel)[(*nsel)++] = c;
+        return ATTN_OK;
+    }
+    const char *p = list;
+    while (1) {
+        const char *end = strchr(p, ',');
+        size_t len = end != NULL ? (size_t) (end - p) : strlen(p);
+        char name[256];
+        if (len == 0 || len >= sizeof name)
+            return ATTN_ERR(ATTN_EINVAL, "--columns %s: empty or too long column name", list);
+        memcpy(name, p, len);
+        name[len] = '\0';
+        long c = view_find(v, name);
+        if (c < 0)
+            return unknown_column(v, name);
+        (*sel)[(*nsel)++] = (size_t) c;
+        if (end == NULL)
+            break;
+        p = end + 1;
+    }
+    return ATTN_OK;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * --spectra: one row per singular value.
+ */
+
+static void spectra_free(spectra *s)
+{
+    for (size_t c = 0; c < NSPECTRA_COLS; c++) {
+        if (s->str[c] != NULL)
+            for (size_t r = 0; r < s->rows; r++)
+                free(s->str[c][r]);
+        free(s->str[c]);
+        free(s->num[c]);
+    }
+}
+
+/* Grow every column of s to hold cap rows. */
+static int spectra_reserve(spectra *s, size_t cap)
+{
+    for (size_t c = 0; c < NSPECTRA_COLS; c++) {
+        if (spectra_columns[c].type == ATTN_COL_STR) {
+            char **p = realloc(s->str[c], cap * sizeof *p);
+            if (p == NULL)
+                return ATTN_ERR(ATTN_ENOMEM, "spectra table of %zu rows", cap);
+            s->str[c] = p;
+        } else {
+            double *p = realloc(s->num[c], cap * sizeof *p);
+            if (p == NULL)
+                return ATTN_ERR(ATTN_ENOMEM, "spectra table of %zu rows", cap);
+            s->num[c] = p;
+        }
+    }
+    return ATTN_OK;
+}
+
+static char *copy_string(const char *s)
+{
+    s = s != NULL ? s : "";
+    char *c = calloc(strlen(s) + 1, 1);
+    if (c != NULL)
+        strcpy(c, s);
+    return c;
+}
+
+static int spectra_read(spectra *s, const attn_table *table, const char *path)
+{
+    long src[NSPECTRA_COLS];
+    long pid = attn_table_column(table, "point_id");
+    if (pid < 0)
+        return attn_error_context(ATTN_EFORMAT, "%s", path);
+    for (size_t c = 0; c < NSPECTRA_COLS; c++) {
+        src[c] = -1;
+        if (strcmp(spectra_columns[c].name, "k") != 0 &&
+            strcmp(spectra_columns[c].name, "sigma") != 0 &&
+            strcmp(spectra_columns[c].name, "sigma_rel") != 0) {
+            src[c] = attn_table_column(table, spectra_columns[c].name);
+            if (src[c] < 0)
+                return attn_error_context(ATTN_EFORMAT, "%s", path);
+        }
+    }
+    size_t cap = 0;
+    for (size_t r = 0; r < table->rows; r++) {
+        double id = table->num[pid][r];
+        int has = 0;
+        ATTN_TRY(attn_results_has_spectrum(path, (int64_t) id, &has), "%s", path);
+        if (!has)
+            continue;
+        double *sv = NULL;
+        size_t k = 0;
+        ATTN_TRY(attn_results_read_spectrum(path, (int64_t) id, &sv, &k), "%s", path);
+        if (s->rows + k > cap) {
+            cap = 2 * (s->rows + k);
+            int status = spectra_reserve(s, cap);
+            if (status != ATTN_OK) {
+                free(sv);
+                return status;
+            }
+        }
+        for (size_t j = 0; j < k; j++) {
+            size_t row = s->rows;
+            for (size_t c = 0; c < NSPECTRA_COLS; c++) {
+                const char *name = spectra_columns[c].name;
+                if (spectra_columns[c].type == ATTN_COL_STR) {
+                    s->str[c][row] = copy_string(table->str[src[c]][r]);
+                    if (s->str[c][row] == NULL) {
+                        free(sv);
+                        return ATTN_ERR(ATTN_ENOMEM, "spectra table");
+                    }
+                } else if (strcmp(name, "k") == 0) {
+                    s->num[c][row] = (double) (j + 1);
+                } else if (strcmp(name, "sigma") == 0) {
+                    s->num[c][row] = sv[j];
+                } else if (strcmp(name, "sigma_rel") == 0) {
+                    s->num[c][row] = sv[j] / sv[0];
+                } else {
+                    s->num[c][row] = table->num[src[c]][r];
+                }
+            }
+            s->rows++;
+        }
+        free(sv);
+    }
+    return ATTN_OK;
+}
+
+static int view_from_spectra(view *v, const spectra *s)
+{
+    v->rows = s->rows;
+    v->ncols = NSPECTRA_COLS;
+    v->cols = calloc(NSPECTRA_COLS, sizeof *v->cols);
+    if (v->cols == NULL)
+        return ATTN_ERR(ATTN_ENOMEM, "%zu columns", NSPECTRA_COLS);
+    for (size_t c = 0; c < NSPECTRA_COLS; c++) {
+        v->cols[c].name = spectra_columns[c].name;
+        v->cols[c].type = spectra_columns[c].type;
+        v->cols[c].num = s->num[c];
+        v->cols[c].str = s->str[c];
+    }
+    return ATTN_OK;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Main.
+ */
+
+static int write_tsv(FILE *out, const view *v, const size_t *sel, size_t nsel, const where *w,
+                     size_t nwhere)
+{
+    for (size_t i = 0; i < nsel; i++) {
+        if (i > 0)
+            fputc('\t', out);
+        fputs(v->cols[sel[i]].name, out);
+    }
+    fputc('\n', out);
+    for (size_t r = 0; r < v->rows; r++) {
+        if (!where_match(v, w, nwhere, r))
+            continue;
+        for (size_t i = 0; i < nsel; i++) {
+            if (i > 0)
+                fputc('\t', out);
+            put_value(out, &v->cols[sel[i]], r);
+        }
+        fputc('\n', out);
+    }
+    return ferror(out) ? ATTN_ERR(ATTN_EIO, "write error: %s", strerror(errno)) : ATTN_OK;
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option options[] = {
+        { "output", required_argument, NULL, 'o' },
+        { "columns", required_argument, NULL, 'c' },
+        { "where", required_argument, NULL, 'w' },
+        { "spectra", no_argument, NULL, 's' },
+        { "help", no_argument, NULL, 'h' },
+        { NULL, 0, NULL, 0 },
+    };
+    const char *outpath = NULL;
+    const char *columns = NULL;
+    int want_spectra = 0;
+    size_t nwhere = 0;
+    where *w = calloc((size_t) argc, sizeof *w);
+    if (w == NULL) {
+        fprintf(stderr, "%s: error: out of memory\n", program);
+        return EXIT_FAILURE;
+    }
+    int opt;
+    while ((opt = getopt_long(argc, argv, "o:h", options, NULL)) != -1) {
+        switch (opt) {
+        case 'o':
+            outpath = optarg;
+            break;
+        case 'c':
+            columns = optarg;
+            break;
+        case 'w':
+            if (strchr(optarg, '=') == NULL || optarg[0] == '=') {
+                fprintf(stderr, "%s: --where %s: expected col=value\n", program, optarg);
+                usage(stderr);
+                free(w);
+                return 2;
+            }
+            w[nwhere++].arg = optarg;
+            break;
+        case 's':
+            want_spectra = 1;
+            break;
+        case 'h':
+            usage(stdout);
+            free(w);
+            return EXIT_SUCCESS;
+        default:
+            usage(stderr);
+            free(w);
+            return 2;
+        }
+    }
+    if (optind != argc - 1) {
+        fprintf(stderr, "%s: %s\n", program,
+                optind >= argc ? "missing FILE.h5" : "expected exactly one FILE.h5");
+        usage(stderr);
+        free(w);
+        return 2;
+    }
+    const char *path = argv[optind];
+
+    attn_table *table = NULL;
+    spectra sp = { 0 };
+    view v = { 0 };
+    size_t *sel = NULL;
+    size_t nsel = 0;
+    FILE *out = NULL;
+    char *tmp = NULL;
+    int status = attn_table_read(&table, path);
+    if (status == ATTN_OK && want_spectra) {
+        status = spectra_read(&sp, table, path);
+        if (status == ATTN_OK)
+            status = view_from_spectra(&v, &sp);
+    } else if (status == ATTN_OK) {
+        status = view_from_table(&v, table);
+    }
+    for (size_t i = 0; status == ATTN_OK && i < nwhere; i++)
+        status = where_resolve(&v, &w[i]);
+    if (status == ATTN_OK)
+        status = columns_resolve(&v, columns, &sel, &nsel);
+    if (status == ATTN_OK)
+        status = output_open(outpath, &out, &tmp);
+    if (status == ATTN_OK) {
+        put_provenance(out, table, path, argc, argv);
+        status = write_tsv(out, &v, sel, nsel, w, nwhere);
+    }
+    status = output_close(out, tmp, outpath, status);
+
+    free(sel);
+    free(v.cols);
+    spectra_free(&sp);
+    attn_table_destroy(table);
+    free(w);
+    if (status != ATTN_OK) {
+        fprintf(stderr, "%s: error: %s\n", program, attn_last_error());
+        return EXIT_FAILURE;
+    }
+    return EXIT_SUCCESS;
+}

@@ -1,0 +1,97 @@
+# style.gp — the shared look of attnlab figures, loaded by every plots/<fig>.gp.
+#
+# Scripts run from the source directory with three variables set on the command line:
+#     cd <srcdir> && gnuplot -e "results='<abs>/results'; figures='<abs>/figures'; fig='<fig>'" \
+#         plots/<fig>.gp
+# and read only TSV files written by attn-h5cat and attn-aggregate (`# ` comment lines, then a
+# header of column names, then tab-separated rows), always referring to columns by name.
+#
+# What this file provides:
+#   out_formats, out_begin(name, ext), out_end   write each figure as PDF (papers) and PNG:
+#       do for [ext in out_formats] {
+#           eval out_begin(fig.'_error', ext)
+#           ... set, plot or multiplot ...
+#           eval out_end
+#       }
+#   tsv_awk(file, prog)      run an awk program over the data rows of a TSV, with c["name"] the
+#                            index of column name (so awk also refers to columns by name)
+#   tsv_unique(file, col)    the distinct values of a column, space separated, in file order
+#   method_of(spec), family_of(method)
+#   spec_color(specs, k), spec_pt(specs, k, causal), causal_dt(causal)
+#                            colour by method family (shades within a family, in the order of the
+#                            specs list), point shape by position in the family, filled symbols and
+#                            solid lines for bidirectional, open symbols and dashed lines for causal
+#   @loglog                  log-log axes with n on a base-2 axis
+#
+# Strings from the data (specs, labels) contain '_', ':', ',' and '='; print them with
+# `noenhanced` so that '_' is not read as a subscript.
+
+if (!exists("results")) results = 'results'
+if (!exists("figures")) figures = 'figures'
+if (!exists("fig")) fig = 'default'
+
+set datafile separator "\t"
+set datafile commentschars "#"
+
+# ---------------------------------------------------------------------------------------------
+# Output: the same commands drawn once per terminal.  PNG pixels are 150 per inch of the PDF page,
+# with fonts scaled to match, so the two files look alike.
+out_formats = "pdf png"
+out_font = "Sans,9"
+out_width_in = 7.0
+out_height_in = 5.0
+out_term(ext) = ext eq "pdf" \
+    ? sprintf("set terminal pdfcairo enhanced color font '%s' size %.2fin,%.2fin linewidth 1.2", \
+              out_font, out_width_in, out_height_in) \
+    : sprintf("set terminal pngcairo enhanced color font '%s' fontscale 1.6 size %d,%d linewidth 1.8", \
+              out_font, int(out_width_in * 150), int(out_height_in * 150))
+out_begin(name, ext) = out_term(ext) . "; set output '" . figures . "/" . name . "." . ext . "'"
+out_end = "unset multiplot; unset output"
+
+# ---------------------------------------------------------------------------------------------
+# Reading TSV by column name with awk (for lists of values, filters and single lookups).
+tsv_awk(file, prog) = system("awk -F'\t' '/^#/ {next} !h {for (i = 1; i <= NF; i++) c[$i] = i; h = 1; next} " \
+                             . prog . "' '" . file . "'")
+tsv_unique(file, col) = tsv_awk(file, sprintf('!($c["%s"] in s) {s[$c["%s"]] = 1; printf "%%s ", $c["%s"]}', \
+                                              col, col, col))
+# A filter for `plot '< ...'`: the header line and the data rows for which cond (awk) holds.
+tsv_filter(file, cond) = "< awk -F'\t' '/^#/ {next} !h {for (i = 1; i <= NF; i++) c[$i] = i; h = 1; print; next} " \
+                         . cond . "' '" . file . "'"
+
+# ---------------------------------------------------------------------------------------------
+# Method families and their colours.  A spec is "method" or "method:key=value,...".
+method_of(spec) = strstrt(spec, ":") > 0 ? spec[1:strstrt(spec, ":") - 1] : spec
+family_of(m) = m eq "exact" ? "exact" \
+    : m eq "band" ? "band" \
+    : strstrt(m, "sparse_") == 1 ? "sparse" \
+    : strstrt(m, "combiner_") == 1 ? "combiner" \
+    : (strstrt(m, "fmm_") == 1 || m eq "fast") ? "fmm" \
+    : (m eq "kdeformer" || m eq "hyperattention") ? "sampling" \
+    : (m eq "linear_elu" || m eq "performer" || m eq "nystrom") ? "lowrank" \
+    : "other"
+# Four shades per family, darkest first (ColorBrewer sequential palettes).
+family_shades(f) = f eq "exact" ? "#000000 #404040 #707070 #a0a0a0" \
+    : f eq "band" ? "#08519c #3182bd #6baed6 #9ecae1" \
+    : f eq "sparse" ? "#006d2c #31a354 #74c476 #a1d99b" \
+    : f eq "combiner" ? "#a63603 #e6550d #fd8d3c #fdae6b" \
+    : f eq "fmm" ? "#a50f15 #de2d26 #fb6a4a #fc9272" \
+    : f eq "sampling" ? "#54278f #756bb1 #9e9ac8 #bcbddc" \
+    : f eq "lowrank" ? "#8c510a #bf812d #dfc27d #c7a76c" \
+    : "#525252 #737373 #969696 #bdbdbd"
+spec_family(specs, k) = family_of(method_of(word(specs, k)))
+# Position (1, 2, ...) of the k-th spec of the list among the specs of its family.
+family_count(specs, k, f, j) = j >= k ? 0 : (spec_family(specs, j) eq f) + family_count(specs, k, f, j + 1)
+spec_rank(specs, k) = family_count(specs, k, spec_family(specs, k), 1) + 1
+spec_color(specs, k) = word(family_shades(spec_family(specs, k)), (spec_rank(specs, k) - 1) % 4 + 1)
+# Filled circle, square, triangle, diamond, inverted triangle; the open shape is one less.
+spec_pt(specs, k, causal) = int(word("7 5 9 13 11", (spec_rank(specs, k) - 1) % 5 + 1)) - (causal ? 1 : 0)
+causal_dt(causal) = causal ? 2 : 1
+causal_name(causal) = causal ? "causal" : "bidirectional"
+
+# ---------------------------------------------------------------------------------------------
+# Axes.
+set grid xtics ytics mxtics mytics lc rgb "#e0e0e0" lw 0.5, lc rgb "#f0f0f0" lw 0.5
+set border 3 lw 0.8
+set tics nomirror out scale 0.6
+set key noenhanced
+loglog = "set logscale x 2; set logscale y 10; set format x '%.0f'; set format y '10^{%L}'; set mxtics default; set mytics 10"
