@@ -30,23 +30,49 @@ if (!exists("results")) results = 'results'
 if (!exists("figures")) figures = 'figures'
 if (!exists("fig")) fig = 'default'
 
-set datafile separator "\t"
-set datafile commentschars "#"
+# Settings every figure starts from (out_begin resets to them, so that one figure's keys, ranges
+# and margins never leak into the next).
+style_settings = "set datafile separator '\t'; set datafile commentschars '#'; " . \
+    "set grid xtics ytics mxtics mytics lc rgb '#dddddd' lw 0.6, lc rgb '#f0f0f0' lw 0.4; " . \
+    "set border 3 lw 0.8; set tics nomirror out scale 0.6; set key noenhanced; set samples 200"
+eval style_settings
 
 # ---------------------------------------------------------------------------------------------
-# Output: the same commands drawn once per terminal.  PNG pixels are 150 per inch of the PDF page,
-# with fonts scaled to match, so the two files look alike.
+# Output: the same commands drawn once per terminal.  The PNG has 150 pixels per inch of the PDF
+# page, with fonts scaled to match, so that the two files look alike.
 out_formats = "pdf png"
 out_font = "Sans,9"
 out_width_in = 7.0
 out_height_in = 5.0
 out_term(ext) = ext eq "pdf" \
-    ? sprintf("set terminal pdfcairo enhanced color font '%s' size %.2fin,%.2fin linewidth 1.2", \
+    ? sprintf("set terminal pdfcairo enhanced color font '%s' size %.2fin,%.2fin linewidth 1.2 pointscale 0.55", \
               out_font, out_width_in, out_height_in) \
-    : sprintf("set terminal pngcairo enhanced color font '%s' fontscale 1.6 size %d,%d linewidth 1.8", \
+    : sprintf("set terminal pngcairo enhanced color font '%s' fontscale 1.45 size %d,%d linewidth 1.6", \
               out_font, int(out_width_in * 150), int(out_height_in * 150))
-out_begin(name, ext) = out_term(ext) . "; set output '" . figures . "/" . name . "." . ext . "'"
+out_begin(name, ext) = "reset; " . style_settings . "; " . out_term(ext) . \
+    "; set output '" . figures . "/" . name . "." . ext . "'"
 out_end = "unset multiplot; unset output"
+
+# ---------------------------------------------------------------------------------------------
+# Panels placed by hand (inside `set multiplot`): panel p (1, 2, ... row by row) of a rows x cols
+# grid filling the screen box [x0, x1] x [y0, y1], with gaps gx, gy between panels (all screen
+# fractions).  Use: eval panel_at(p, rows, cols, x0, x1, y0, y1, gx, gy).
+panel_w(cols, x0, x1, gx) = (x1 - x0 - (cols - 1) * gx) / cols
+panel_h(rows, y0, y1, gy) = (y1 - y0 - (rows - 1) * gy) / rows
+panel_left(p, cols, x0, x1, gx) = x0 + ((p - 1) % cols) * (panel_w(cols, x0, x1, gx) + gx)
+panel_top(p, rows, cols, y0, y1, gy) = y1 - ((p - 1) / cols) * (panel_h(rows, y0, y1, gy) + gy)
+panel_at(p, rows, cols, x0, x1, y0, y1, gx, gy) = sprintf( \
+    "set lmargin at screen %.4f; set rmargin at screen %.4f; set tmargin at screen %.4f; set bmargin at screen %.4f", \
+    panel_left(p, cols, x0, x1, gx), panel_left(p, cols, x0, x1, gx) + panel_w(cols, x0, x1, gx), \
+    panel_top(p, rows, cols, y0, y1, gy), \
+    panel_top(p, rows, cols, y0, y1, gy) - panel_h(rows, y0, y1, gy))
+# An empty panel over [x0, x1] x [y0, y1] that only shows the key of the next plot command (plot
+# the key entries with NaN).
+key_panel(x0, x1, y0, y1) = sprintf( \
+    "set lmargin at screen %.4f; set rmargin at screen %.4f; set bmargin at screen %.4f; set tmargin at screen %.4f; ", \
+    x0, x1, y0, y1) . \
+    "unset title; unset xlabel; unset ylabel; unset border; unset tics; unset grid; unset logscale; " . \
+    "set xrange [0:1]; set yrange [0:1]; set key center center horizontal"
 
 # ---------------------------------------------------------------------------------------------
 # Reading TSV by column name with awk (for lists of values, filters and single lookups).
@@ -90,8 +116,4 @@ causal_name(causal) = causal ? "causal" : "bidirectional"
 
 # ---------------------------------------------------------------------------------------------
 # Axes.
-set grid xtics ytics mxtics mytics lc rgb "#e0e0e0" lw 0.5, lc rgb "#f0f0f0" lw 0.5
-set border 3 lw 0.8
-set tics nomirror out scale 0.6
-set key noenhanced
 loglog = "set logscale x 2; set logscale y 10; set format x '%.0f'; set format y '10^{%L}'; set mxtics default; set mytics 10"

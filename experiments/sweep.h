@@ -1,0 +1,87 @@
+/* sweep.h — the parameter sweep behind attn-sweep: INI configs, grid expansion and the run loop.
+ *
+ * A config has one [sweep] section and one [method ID] section per method:
+ *
+ *     [sweep]
+ *     data    = data/ppocrv4-svtr-attn.h5, local:n=4096,d=64   ; sources (see attn_io.h)
+ *     layers  = all                 ; or a list / range: 0,1  0:4
+ *     heads   = all
+ *     n       = 128:4096:x2         ; geometric range; also a:b (step 1), a:b:+k, lists
+ *     causal  = 0, 1
+ *     seeds   = 0                   ; synthetic inputs and random methods; files use the first
+ *                                   ; seed for deterministic methods
+ *     repeats = 3                   ; timed applies per point (best kept)
+ *     matrix_n_max = 1024           ; materialize and compute matrix errors up to this n
+ *     rank_n_max   = 512            ; singular values, ranks and spectra up to this n
+ *     eps_rank_tol = 1e-6
+ *
+ *     [method band]
+ *     w = 8, 32, 128                ; lists and ranges; the cartesian product of all parameters
+ *
+ * Points are (source, layer, head, n, causal, seed, spec) expanded in that nesting order (spec
+ * innermost), numbered from 0: the same config gives the same numbering on every machine.  A
+ * source's n values above its length are left out of the grid.
+ */
+#ifndef ATTN_SWEEP_H
+#define ATTN_SWEEP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct sweep_config {
+    char *path;            /* the INI file */
+    char *name;            /* stem of the file: results/<name>.h5 */
+    char **sources;        /* data sources */
+    size_t nsources;
+    char *layers;          /* "all" or a list/range */
+    char *heads;
+    size_t *ns;            /* sequence lengths, ascending */
+    size_t nns;
+    int causal[2];
+    size_t ncausal;
+    unsigned long *seeds;
+    size_t nseeds;
+    int repeats;
+    size_t matrix_n_max;
+    size_t rank_n_max;
+    double eps_rank_tol;
+    char **specs;          /* canonical method specs, in section order */
+    size_t nspecs;
+    char *text;            /* the resolved config (stored in the results file) */
+    char hash[17];         /* FNV-1a 64 of text, hex */
+} sweep_config;
+
+/* Load path and apply overrides ("sweep.n=256:1024:x2", "band.w=8,16"; a key without a section
+ * means sweep).  Errors (ATTN_ECONFIG) name the file and line or the key and value. */
+int sweep_config_load(sweep_config **cfg, const char *path, const char *const *overrides,
+                      size_t noverrides);
+void sweep_config_free(sweep_config *cfg);
+
+/* Parse a list of non-negative numbers: "1,2, 5", "a:b" (step 1), "a:b:+k", "a:b:xk".  The result
+ * is malloc'd.  ATTN_ECONFIG naming what (e.g. "sweep.n") and the text when malformed. */
+int sweep_parse_list(const char *what, const char *text, double **values, size_t *count);
+
+typedef struct sweep_options {
+    const char *output;        /* results file */
+    size_t task;               /* run points with point_id % ntasks == task */
+    size_t ntasks;             /* >= 1 */
+    int quiet;                 /* no progress line */
+    const char *command_line;  /* stored as provenance */
+} sweep_options;
+
+typedef struct sweep_summary {
+    size_t total;       /* points in the grid */
+    size_t mine;        /* points of this task */
+    size_t skipped;     /* already in the results file */
+    size_t done;        /* computed now */
+    size_t failed;      /* computed now with a non-zero status */
+} sweep_summary;
+
+/* Count the points of the grid (reads the sources to know their lengths). */
+int sweep_count(const sweep_config *cfg, size_t *total);
+
+/* Run the sweep into opts->output.  A failed point is recorded with its status and message and the
+ * sweep goes on; only failures to read a source or to write the file stop it. */
+int sweep_run(const sweep_config *cfg, const sweep_options *opts, sweep_summary *summary);
+
+#endif

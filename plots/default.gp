@@ -1,0 +1,166 @@
+# default.gp — the figures of the default sweep (experiments/configs/default.ini).
+#
+#   figures/default_error.{pdf,png}     median relative Frobenius error of the output vs n, per spec,
+#                                       with interquartile bars; one panel per data label
+#   figures/default_time.{pdf,png}      median apply time vs n, per spec, with the fitted log-log
+#                                       slopes in the key and a slope-2 reference line through
+#                                       exact's first point; one panel per data label
+#   figures/default_spectrum.{pdf,png}  singular values sigma_k / sigma_1 of the attention matrix of
+#                                       exact and each approximation on one real head
+#
+# Inputs (results/):
+#   default_agg.tsv       attn-aggregate --by data_label,method,spec,causal,n --of err_out_rel_fro,...
+#   default_fit.tsv       attn-aggregate --fit time_apply_s --by data_label,method,spec,causal
+#   default_spectrum.tsv  attn-h5cat --spectra
+# Run from the source directory:
+#   gnuplot -e "results='<abs>/results'; figures='<abs>/figures'; fig='default'" plots/default.gp
+
+load 'plots/style.gp'
+
+agg = results . '/' . fig . '_agg.tsv'
+fits = results . '/' . fig . '_fit.tsv'
+spectra = results . '/' . fig . '_spectrum.tsv'
+
+labels = tsv_unique(agg, "data_label")
+specs = tsv_unique(agg, "spec")
+nlabels = words(labels)
+nspecs = words(specs)
+if (nlabels == 0) {
+    print sprintf("default.gp: error: %s has no rows", agg)
+    exit status 1
+}
+
+# Panels: two columns, as many rows as needed, placed by hand (panel_at in style.gp).
+panel_cols = nlabels > 1 ? 2 : 1
+panel_rows = (nlabels + panel_cols - 1) / panel_cols
+bottom_row(p) = p > nlabels - panel_cols
+
+# The rows of one curve: data label, spec and causal flag.
+is_curve(L, s, cz) = strcol("data_label") eq L && strcol("spec") eq s && column("causal") == cz
+pick(L, s, cz, col) = is_curve(L, s, cz) ? column(col) : NaN
+# Exact's error is zero or rounding: it is left out of the log-scale error figure.
+pick_err(L, s, cz, col) = method_of(s) eq "exact" ? NaN : pick(L, s, cz, col)
+
+# ---------------------------------------------------------------------------------------------
+# Error vs n, one panel per data label, with one key for the figure in a band at the bottom: the
+# approximate specs by colour, then the line styles of bidirectional and causal.
+key_entries = nspecs + 1
+key_rows = (key_entries + 3) / 4
+key_top = 0.015 + 0.045 * key_rows
+
+do for [ext in out_formats] {
+    eval out_begin(fig . '_error', ext)
+    set multiplot title "Output error against exact attention (median over heads and layers; bars: quartiles)"
+    do for [p = 1:nlabels] {
+        L = word(labels, p)
+        eval panel_at(p, panel_rows, panel_cols, 0.1, 0.98, key_top + 0.09, 0.92, 0.1, 0.1)
+        @loglog
+        set title L noenhanced offset 0, -0.5
+        if (bottom_row(p)) { set xlabel "n (tokens)" } else { unset xlabel }
+        set ylabel "‖Ô − O‖_F / ‖O‖_F"
+        unset key
+        plot for [k = 1:nspecs] for [cz = 0:1] \
+                 agg using (pick_err(L, word(specs, k), cz, "n")) \
+                           :(pick_err(L, word(specs, k), cz, "err_out_rel_fro_med")) \
+                           :"err_out_rel_fro_q25":"err_out_rel_fro_q75" \
+                 with yerrorlines lc rgb spec_color(specs, k) pt spec_pt(specs, k, cz) ps 0.7 \
+                      dt causal_dt(cz) notitle
+    }
+    eval key_panel(0.02, 0.98, 0.01, key_top)
+    set key maxrows key_rows samplen 3 width 2
+    plot for [k = 1:nspecs] NaN with linespoints lc rgb spec_color(specs, k) \
+             pt spec_pt(specs, k, 0) ps 0.7 \
+             title (method_of(word(specs, k)) eq "exact" ? "" : word(specs, k)), \
+         for [cz = 0:1] NaN with linespoints lc rgb "#404040" pt (cz ? 6 : 7) ps 0.7 \
+             dt causal_dt(cz) title causal_name(cz)
+    eval out_end
+}
+
+# ---------------------------------------------------------------------------------------------
+# Apply time vs n, one panel per data label, with the fitted log-log slope b of each curve in the
+# key (from the fit file) and a slope-2 line through exact's first point.
+slope_of(L, s, cz) = tsv_awk(fits, sprintf('$c["data_label"] == "%s" && $c["spec"] == "%s" && $c["causal"] == %d {if ($c["slope"] == "NaN") printf "n/a"; else printf "%%.2f", $c["slope"]}', L, s, cz))
+# Exact's first point (smallest n, bidirectional) in a panel: "n time", or "" when exact is absent.
+exact_first(L) = tsv_awk(agg, sprintf('$c["data_label"] == "%s" && $c["method"] == "exact" && $c["causal"] == 0 && $c["time_apply_s_med"] != "NaN" {print $c["n"], $c["time_apply_s_med"]; exit}', L))
+
+# log10 of the smallest and largest median apply time in a panel: "lo hi", or "" when none.
+time_range(L) = tsv_awk(agg, sprintf('$c["data_label"] == "%s" && $c["time_apply_s_med"] + 0 > 0 {v = log($c["time_apply_s_med"]) / log(10); if (!m++ || v < lo) lo = v; if (m == 1 || v > hi) hi = v} END {if (m) print lo, hi}', L))
+
+do for [ext in out_formats] {
+    eval out_begin(fig . '_time', ext)
+    set multiplot title "Apply time (median over heads and layers; b: fitted log-log slope; grey: slope 2 through the first point of exact)"
+    do for [p = 1:nlabels] {
+        L = word(labels, p)
+        eval panel_at(p, panel_rows, panel_cols, 0.1, 0.96, 0.1, 0.92, 0.1, 0.1)
+        @loglog
+        set title L noenhanced offset 0, -0.5
+        if (bottom_row(p)) { set xlabel "n (tokens)" } else { unset xlabel }
+        set ylabel "time of one apply (s)"
+        # The key (two columns) sits above the data: the y range gets headroom in decades.
+        set key top left reverse Left samplen 1.5 spacing 0.85 font ",7" width -4 \
+            maxrows (2 * nspecs + 2) / 2
+        r = time_range(L)
+        if (words(r) == 2) {
+            lo = real(word(r, 1))
+            hi = real(word(r, 2))
+            set yrange [10**floor(lo) : 10**(hi + 0.15 + 0.6 * (hi - lo + 0.3))]
+        } else {
+            set autoscale y
+        }
+        e = exact_first(L)
+        n0 = words(e) == 2 ? real(word(e, 1)) : NaN
+        t0 = words(e) == 2 ? real(word(e, 2)) : NaN
+        plot for [k = 1:nspecs] for [cz = 0:1] \
+                 agg using (pick(L, word(specs, k), cz, "n")) \
+                           :(pick(L, word(specs, k), cz, "time_apply_s_med")) \
+                 with linespoints lc rgb spec_color(specs, k) pt spec_pt(specs, k, cz) ps 0.7 \
+                      dt causal_dt(cz) \
+                 title sprintf("%s%s: b = %s", word(specs, k), (cz ? " causal" : ""), \
+                               slope_of(L, word(specs, k), cz)), \
+             (x >= n0 ? t0 * (x / n0)**2 : NaN) with lines lc rgb "#808080" dt (8, 6) lw 1 \
+                 title "∝ n² (slope 2)"
+    }
+    eval out_end
+}
+
+# ---------------------------------------------------------------------------------------------
+# Singular values of one real head at the largest n it has.
+sp_label = "ppocrv4-svtr-attn-n1024"
+sp_layer = 1
+sp_head = 3
+sp_causal = 0
+sp_cond = sprintf('$c["data_label"] == "%s" && $c["layer"] == %d && $c["head"] == %d && $c["causal"] == %d', \
+                  sp_label, sp_layer, sp_head, sp_causal)
+sp_n = tsv_awk(spectra, sp_cond . ' && $c["n"] + 0 > m {m = $c["n"] + 0} END {if (m > 0) print m}')
+sp_specs = words(sp_n) > 0 \
+    ? tsv_awk(spectra, sp_cond . sprintf(' && $c["n"] == %s && !($c["spec"] in s) {s[$c["spec"]] = 1; printf "%%s ", $c["spec"]}', sp_n)) \
+    : ""
+sp_data = words(sp_n) > 0 ? tsv_filter(spectra, sp_cond . ' && $c["n"] == ' . sp_n) : ""
+
+do for [ext in out_formats] {
+    eval out_begin(fig . '_spectrum', ext)
+    set logscale y 10
+    set format y '10^{%L}'
+    set mytics 10
+    unset logscale x
+    set format x '%g'
+    set xlabel "k"
+    set ylabel "{/Symbol s}_k / {/Symbol s}_1"
+    set key top right samplen 2 box lc rgb "#c0c0c0"
+    if (words(sp_specs) == 0) {
+        set title sprintf("no spectrum in %s for %s, layer %d, head %d, %s", spectra, sp_label, \
+                          sp_layer, sp_head, causal_name(sp_causal)) noenhanced
+        unset key
+        set xrange [0:1]
+        set yrange [0.1:1]
+        plot NaN notitle
+    } else {
+        set title sprintf("Singular values of the attention matrix: %s, layer %d, head %d, %s, n = %s", \
+                          sp_label, sp_layer, sp_head, causal_name(sp_causal), sp_n) noenhanced
+        nsp = words(sp_specs)
+        plot for [k = 1:nsp] sp_data \
+            using "k":(strcol("spec") eq word(sp_specs, k) ? column("sigma_rel") : NaN) \
+            with lines lw 1.5 lc rgb spec_color(sp_specs, k) title word(sp_specs, k)
+    }
+    eval out_end
+}
