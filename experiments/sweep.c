@@ -127,7 +127,24 @@ static int on_ini(void *user, const char *section, const char *key, const char *
                  "unknown section [%s] (expected [sweep] or [method ID])", section);
         return 0;
     }
-    if (!raw_set(raw, name, key, value, 0)) {
+    /* inih reports each continuation line of a multi-line value as the same key again: append
+     * it, so that indented continuation lines (or a repeated key) add values to the list. */
+    const char *old = raw_get(raw, name, key);
+    int stored;
+    if (old != NULL && *old != '\0') {
+        size_t len = strlen(old) + strlen(value) + 2;
+        char *joined = malloc(len);
+        if (joined == NULL) {
+            snprintf(raw->error, sizeof raw->error, "out of memory");
+            return 0;
+        }
+        snprintf(joined, len, "%s\n%s", old, value);
+        stored = raw_set(raw, name, key, joined, 0);
+        free(joined);
+    } else {
+        stored = raw_set(raw, name, key, value, 0);
+    }
+    if (!stored) {
         snprintf(raw->error, sizeof raw->error, "out of memory");
         return 0;
     }
@@ -180,8 +197,8 @@ int sweep_parse_list(const char *what, const char *text, double **values, size_t
     *count = 0;
     if (copy == NULL)
         return ATTN_ERR(ATTN_ENOMEM, "%s", what);
-    for (char *item = strtok(copy, ", \t"); item != NULL && status == ATTN_OK;
-         item = strtok(NULL, ", \t")) {
+    for (char *item = strtok(copy, ", \t\n"); item != NULL && status == ATTN_OK;
+         item = strtok(NULL, ", \t\n")) {
         char *c1 = strchr(item, ':');
         if (c1 == NULL) {
             double x;
@@ -327,8 +344,8 @@ static int expand_method(sweep_config *cfg, const raw_config *raw, const char *i
         given[ng] = (size_t) p;
         if (params[p].choices != NULL) {
             char *copy = strdup_or_null(raw->items[t].value);
-            for (char *s = strtok(copy, ", \t"); s != NULL && lens[ng] < 64;
-                 s = strtok(NULL, ", \t"))
+            for (char *s = strtok(copy, ", \t\n"); s != NULL && lens[ng] < 64;
+                 s = strtok(NULL, ", \t\n"))
                 lists[ng][lens[ng]++] = strdup_or_null(s);
             free(copy);
         } else {
@@ -668,14 +685,19 @@ static int select_indices(const char *what, const char *text, size_t available, 
         return ATTN_OK;
     }
     ATTN_TRY(parse_sizes(what, text, out, count), "config");
+    /* Indices a source does not have are left out for that source (sources of one sweep may
+     * differ in layers and heads); a source left with none is an error. */
+    size_t keep = 0;
     for (size_t t = 0; t < *count; t++)
-        if ((*out)[t] >= available) {
-            size_t bad = (*out)[t];
-            free(*out);
-            *out = NULL;
-            return ATTN_ERR(ATTN_ECONFIG, "%s: index %zu, but the data has %zu", what, bad,
-                            available);
-        }
+        if ((*out)[t] < available)
+            (*out)[keep++] = (*out)[t];
+    if (keep == 0) {
+        free(*out);
+        *out = NULL;
+        return ATTN_ERR(ATTN_ECONFIG, "%s = %s: none of these exist in a source with %zu", what,
+                        text, available);
+    }
+    *count = keep;
     return ATTN_OK;
 }
 
@@ -712,6 +734,8 @@ static int walk_source(const sweep_config *cfg, size_t s, const attn_inputs *in,
     int status = select_indices("[sweep] layers", cfg->layers, in->layers, &layers, &nl);
     if (status == ATTN_OK)
         status = select_indices("[sweep] heads", cfg->heads, in->heads, &heads, &nh);
+    if (status != ATTN_OK)
+        status = attn_error_context(status, "data source %s", cfg->sources[s]);
     int synthetic = is_synthetic(in);
     for (size_t a = 0; status == ATTN_OK && a < nl; a++)
         for (size_t b = 0; status == ATTN_OK && b < nh; b++)

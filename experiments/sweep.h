@@ -18,6 +18,7 @@
  *     [method band]
  *     w = 8, 32, 128                ; lists and ranges; the cartesian product of all parameters
  *
+ * A key continued on indented lines, or given twice, lists all its values.
  * Points are (source, layer, head, n, causal, seed, spec) expanded in that nesting order (spec
  * innermost), numbered from 0: the same config gives the same numbering on every machine.  A
  * source's n values above its length are left out of the grid.

@@ -23,7 +23,7 @@ echo "1..17"
 cat >"$dir/small.ini" <<EOT
 [sweep]
 data = $src/data/ppocrv4-svtr-attn.h5 gauss:n=64,d=8,heads=1
-layers = 1
+layers = all
 heads = 0, 3
 n = 32:64:x2
 causal = 0, 1
@@ -37,10 +37,10 @@ EOT
 if "$sweep" -q "$dir/small.ini" -o "$dir/small.h5" 2>"$dir/err" && [ -s "$dir/small.h5" ]; then
     ok "small sweep runs"; else fail "small sweep runs"; fi
 total=$("$sweep" --count "$dir/small.ini")
-# ocr: 2 heads x 2 n x 2 causal x 3 specs = 24; gauss: 1 head x 2 n x 2 causal x 3 specs = 12
-if [ "$total" = "36" ]; then ok "grid has 36 points"; else echo "# got '$total'"; fail "grid has 36 points"; fi
+# ocr: 2 layers x 2 heads x 2 n x 2 causal x 3 specs = 48; gauss: 1 x 1 x 2 x 2 x 3 = 12
+if [ "$total" = "60" ]; then ok "grid has 60 points"; else echo "# got '$total'"; fail "grid has 60 points"; fi
 "$sweep" "$dir/small.ini" -o "$dir/small.h5" 2>"$dir/err"
-if grep -q "0 points computed (0 failed), 36 already present" "$dir/err"; then ok "rerun skips finished points"; else fail "rerun skips finished points"; fi
+if grep -q "0 points computed (0 failed), 60 already present" "$dir/err"; then ok "rerun skips finished points"; else fail "rerun skips finished points"; fi
 "$sweep" -q "$dir/small.ini" -o "$dir/shard.h5" --task 0/2 2>"$dir/err" &&
 "$sweep" -q "$dir/small.ini" -o "$dir/shard.h5" --task 1/2 2>>"$dir/err" &&
 "$merge" "$dir/merged.h5" "$dir/shard.task0of2.h5" "$dir/shard.task1of2.h5" 2>>"$dir/err"

@@ -244,7 +244,7 @@ static int read_file(attn_inputs *in, const char *path, const char *group, size_
 
     /* First pass: shapes and attributes of every layer. */
     for (size_t l = 0; l < in->layers && status == ATTN_OK; l++) {
-        int causal;
+        int causal = -1;
         snprintf(layer, sizeof layer, "%s/layer%zu", gname, l);
         status = layer_open(file, layer, dset, dims);
         if (status == ATTN_OK)
