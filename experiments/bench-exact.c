@@ -373,7 +373,7 @@ static int run_numpy(const char *python, const char *script, size_t n, size_t d,
             snprintf(reason, len, "%s %s killed by signal %d", python, script,
                      WTERMSIG(wstatus));
         else
-            snprintf(reason, len, "%s (exit status %d)", *last ? last : "no output",
+            snprintf(reason, len, "%.300s (exit status %d)", *last ? last : "no output",
                      WEXITSTATUS(wstatus));
         return 0;
     }
@@ -381,7 +381,7 @@ static int run_numpy(const char *python, const char *script, size_t n, size_t d,
     errno = 0;
     double t = strtod(last, &end);
     if (end == last || *end != '\0' || errno != 0 || !(t > 0.0) || !isfinite(t)) {
-        snprintf(reason, len, "%s printed \"%s\", expected seconds", script, last);
+        snprintf(reason, len, "%.200s printed \"%.200s\", expected seconds", script, last);
         return 0;
     }
     *seconds = t;
@@ -591,7 +591,7 @@ static int run(const char *python, const char *script, const char *out, int quic
     }
 
     /* 3. The naive NumPy reference. */
-    double t_numpy, rss_numpy;
+    double t_numpy = NAN, rss_numpy = NAN;
     char reason[512], numpy_note[640];
     int have_numpy = run_numpy(python, script, NUMPY_N, HEAD_DIM, &t_numpy, &rss_numpy, reason,
                                sizeof reason);
@@ -601,7 +601,8 @@ static int run(const char *python, const char *script, const char *out, int quic
                                         .causal = 0, .seconds = t_numpy, .gflops = gflops,
                                         .ratio = gflops / gemm_gflops, .rss_bytes = rss_numpy });
         print_row(&table.rows[table.count - 1]);
-        snprintf(numpy_note, sizeof numpy_note, "%s %s, speedup of exact over numpy_naive at n = %d: %.3f",
+        snprintf(numpy_note, sizeof numpy_note,
+                 "%s %s, speedup of exact over numpy_naive at n = %d: %.3f",
                  python, script, NUMPY_N, t_numpy / t_exact_numpy_n);
     } else {
         printf("numpy comparison skipped: %s\n", reason);
@@ -621,7 +622,7 @@ static int run(const char *python, const char *script, const char *out, int quic
     double rss_at_fork[2] = { NAN, NAN };
     for (size_t k = 0; k < nrss; k++) {
         size_t n = rss_sizes[k];
-        double t, peak;
+        double t = NAN, peak = NAN;
         ATTN_TRY(measure_rss(n, HEAD_DIM, &t, &peak, &rss_at_fork[k]), "peak RSS");
         double gflops = exact_flops(n, HEAD_DIM, 0) / t / 1e9;
         table_add(&table, (bench_row) { .benchmark = "exact_rss", .n = (double) n, .d = HEAD_DIM,

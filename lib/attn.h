@@ -230,13 +230,17 @@ typedef struct attn_matrix_errors {
     unsigned kl_flags;    /* ATTN_KL_INFINITE, ATTN_KL_UNDEFINED */
 } attn_matrix_errors;
 
+/* Conventions: terms with A_ij = 0 add nothing to KL; a negative entry in A or Ah makes KL
+ * undefined.  ATTN_EINVAL when ||A||_F = 0. */
 int attn_matrix_errors_compute(const double *Ah, const double *A, size_t n, size_t m,
                                attn_matrix_errors *err);
 
 /* Spectral norm of an n x c matrix: SVD when n, c <= 4096 (exact to rounding), otherwise
- * Golub-Kahan-Lanczos with full reorthogonalization (stops when the estimate changes by less than
- * 1e-10 relative; an underestimate by at most that).  *iterations (may be NULL) receives the number
- * of Lanczos steps, 0 for SVD. */
+ * Golub-Kahan-Lanczos with full reorthogonalization from a fixed start vector (stops when the
+ * estimate changes by less than 1e-10 relative, so it is accurate to about that; close leading
+ * singular values converge more slowly).  *iterations (may be NULL) receives the number of Lanczos
+ * steps, 0 for SVD.  ATTN_ENOCONV when 100 steps do not converge (*norm still gets the last
+ * estimate). */
 int attn_spectral_norm(const double *X, size_t n, size_t c, double *norm, int *iterations);
 
 /* Singular values of the n x c matrix X, descending, into sv (min(n, c) entries).  dgesdd, jobz 'N'. */
@@ -248,7 +252,8 @@ typedef struct attn_rank_stats {
     double effective_rank;  /* exp(entropy of sigma_k / sum sigma), Roy & Vetterli */
 } attn_rank_stats;
 
-/* Rank statistics from singular values sv[0..k) (descending) with relative threshold eps. */
+/* Rank statistics from singular values sv[0..k) (descending) with relative threshold eps.  All
+ * zero: eps_rank 0, stable and effective rank NaN. */
 void attn_rank_stats_compute(const double *sv, size_t k, double eps, attn_rank_stats *stats);
 
 /* ---------------------------------------------------------------------------------------------

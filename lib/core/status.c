@@ -54,19 +54,25 @@ int attn_error_set(int status, const char *fmt, ...)
     return status;
 }
 
+/* Append text to last_message, truncating at the buffer's end. */
+static void append(size_t *pos, const char *text)
+{
+    while (*text != '\0' && *pos + 1 < ATTN_MSG_MAX)
+        last_message[(*pos)++] = *text++;
+    last_message[*pos] = '\0';
+}
+
 int attn_error_context(int status, const char *fmt, ...)
 {
     /* The new context goes in front: "reading x.h5: dataset /q: rank 2, expected 3". */
-    char context[ATTN_MSG_MAX];
     char old[ATTN_MSG_MAX];
+    memcpy(old, last_message, sizeof old);
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(context, sizeof context, fmt, ap);
+    int k = vsnprintf(last_message, sizeof last_message, fmt, ap);
     va_end(ap);
-    memcpy(old, last_message, sizeof old);
-    if (old[0] == '\0')
-        snprintf(last_message, sizeof last_message, "%s: %s", context, attn_status_text(status));
-    else
-        snprintf(last_message, sizeof last_message, "%s: %s", context, old);
+    size_t pos = k < 0 ? 0 : ((size_t) k < ATTN_MSG_MAX ? (size_t) k : ATTN_MSG_MAX - 1);
+    append(&pos, ": ");
+    append(&pos, old[0] != '\0' ? old : attn_status_text(status));
     return status;
 }

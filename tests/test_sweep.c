@@ -1,0 +1,201 @@
+/* test_sweep.c — sweep configs: lists and ranges, INI errors with line numbers, overrides, the
+ * deterministic grid, and a run into a results file read back. */
+#include "config.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <criterion/criterion.h>
+
+#include "attn.h"
+#include "attn_io.h"
+#include "sweep.h"
+#include "testutil.h"
+
+static void expect_list(const char *text, const double *want, size_t count)
+{
+    double *v = NULL;
+    size_t n = 0;
+    cr_assert_eq(sweep_parse_list("test", text, &v, &n), ATTN_OK, "%s: %s", text,
+                 attn_last_error());
+    cr_assert_eq(n, count, "%s: %zu values, expected %zu", text, n, count);
+    for (size_t t = 0; t < n; t++)
+        cr_assert_eq(v[t], want[t], "%s: value %zu is %g, expected %g", text, t, v[t], want[t]);
+    free(v);
+}
+
+Test(sweep, lists_and_ranges)
+{
+    expect_list("256:8192:x2", (double[]){ 256, 512, 1024, 2048, 4096, 8192 }, 6);
+    expect_list("1, 2,5", (double[]){ 1, 2, 5 }, 3);
+    expect_list("3:6", (double[]){ 3, 4, 5, 6 }, 4);
+    expect_list("0:1:+0.25", (double[]){ 0, 0.25, 0.5, 0.75, 1 }, 5);
+    expect_list("128 192\n256:1024:x4", (double[]){ 128, 192, 256, 1024 }, 4);
+    expect_list("100:1000:x3", (double[]){ 100, 300, 900 }, 3);
+}
+
+Test(sweep, bad_lists_are_named)
+{
+    double *v = NULL;
+    size_t n = 0;
+    cr_assert_eq(sweep_parse_list("[sweep] n", "12,abc", &v, &n), ATTN_ECONFIG);
+    cr_assert(tu_error_has("[sweep] n: 'abc' is not a number"));
+    cr_assert_eq(sweep_parse_list("[sweep] n", "64:8:x2", &v, &n), ATTN_ECONFIG);
+    cr_assert(tu_error_has("must run upwards"));
+    cr_assert_eq(sweep_parse_list("[sweep] n", "8:64:x1", &v, &n), ATTN_ECONFIG);
+    cr_assert_eq(sweep_parse_list("[sweep] n", " ", &v, &n), ATTN_ECONFIG);
+    cr_assert(tu_error_has("empty list"));
+}
+
+static char *write_ini(const char *name, const char *text)
+{
+    char rel[256];
+    snprintf(rel, sizeof rel, "tests/sweep-work/%s", name);
+    char *dir = tu_build_path("tests/sweep-work");
+    mkdir(dir, 0777);
+    free(dir);
+    char *path = tu_build_path(rel);
+    FILE *f = fopen(path, "w");
+    cr_assert_not_null(f, "cannot write %s", path);
+    fputs(text, f);
+    fclose(f);
+    return path;
+}
+
+Test(sweep, config_expands_methods_canonically)
+{
+    char *path = write_ini("expand.ini", "[sweep]\n"
+                                         "data = gauss:n=64,d=4 local:n=32,d=4\n"
+                                         "n = 16:64:x2\n"
+                                         "causal = 0,1\n"
+                                         "[method exact]\n"
+                                         "[method band]\n"
+                                         "w = 1:4:x2 ; a comment\n");
+    sweep_config *cfg = NULL;
+    cr_assert_eq(sweep_config_load(&cfg, path, NULL, 0), ATTN_OK, "%s", attn_last_error());
+    cr_assert_str_eq(cfg->name, "expand");
+    cr_assert_eq(cfg->nsources, 2);
+    cr_assert_eq(cfg->nspecs, 4);
+    cr_assert_str_eq(cfg->specs[0], "exact");
+    cr_assert_str_eq(cfg->specs[1], "band:w=1");
+    cr_assert_str_eq(cfg->specs[3], "band:w=4");
+    cr_assert_eq(cfg->repeats, 3);
+    /* gauss: 3 n x 2 causal x 4 specs; local (32 tokens): 2 n x 2 x 4. */
+    size_t total = 0;
+    cr_assert_eq(sweep_count(cfg, &total), ATTN_OK, "%s", attn_last_error());
+    cr_assert_eq(total, 24 + 16);
+    cr_assert(strstr(cfg->text, "spec = band:w=2") != NULL);
+    char hash[17];
+    strcpy(hash, cfg->hash);
+    sweep_config_free(cfg);
+    /* The same file gives the same hash; an override changes it. */
+    cr_assert_eq(sweep_config_load(&cfg, path, NULL, 0), ATTN_OK);
+    cr_assert_str_eq(cfg->hash, hash);
+    sweep_config_free(cfg);
+    const char *set[] = { "band.w=8", "sweep.repeats=1", "causal=1" };
+    cr_assert_eq(sweep_config_load(&cfg, path, set, 3), ATTN_OK, "%s", attn_last_error());
+    cr_assert_str_neq(cfg->hash, hash);
+    cr_assert_eq(cfg->nspecs, 2);
+    cr_assert_str_eq(cfg->specs[1], "band:w=8");
+    cr_assert_eq(cfg->repeats, 1);
+    cr_assert_eq(cfg->ncausal, 1);
+    sweep_config_free(cfg);
+    free(path);
+}
+
+static void expect_config_error(const char *name, const char *text, const char *needle)
+{
+    char *path = write_ini(name, text);
+    sweep_config *cfg = NULL;
+    cr_assert_neq(sweep_config_load(&cfg, path, NULL, 0), ATTN_OK, "%s loaded", name);
+    cr_assert_null(cfg);
+    cr_assert(tu_error_has(needle));
+    free(path);
+}
+
+Test(sweep, config_errors_are_named)
+{
+    expect_config_error("syntax.ini", "[sweep]\ndata = gauss:n=8\nn = 8\nno equals sign\n",
+                        "syntax.ini:4: syntax error");
+    expect_config_error("nomethod.ini", "[sweep]\ndata = gauss:n=8\nn = 8\n",
+                        "no [method ID] sections");
+    expect_config_error("unknown.ini", "[sweep]\ndata = gauss:n=8\nn = 8\n[method nope]\n",
+                        "unknown method 'nope'");
+    expect_config_error("key.ini", "[sweep]\ndata = gauss:n=8\nn = 8\nsize = 3\n[method exact]\n",
+                        "[sweep]: unknown key 'size'");
+    expect_config_error("missing.ini", "[sweep]\nn = 8\n[method exact]\n",
+                        "[sweep]: missing key 'data'");
+    expect_config_error("causal.ini", "[sweep]\ndata = gauss:n=8\nn = 8\ncausal = 2\n[method exact]\n",
+                        "[sweep] causal: 2 is not 0 or 1");
+    expect_config_error("param.ini", "[sweep]\ndata = gauss:n=8\nn = 8\n[method band]\nw = 1.5\n",
+                        "parameter w = 1.5 must be an integer");
+    expect_config_error("section.ini", "[sweeps]\ndata = gauss:n=8\n",
+                        "unknown section [sweeps]");
+}
+
+Test(sweep, run_writes_points_and_rerun_skips)
+{
+    char *path = write_ini("run.ini", "[sweep]\n"
+                                      "data = local:n=48,d=6,heads=2\n"
+                                      "n = 24, 48\n"
+                                      "causal = 0, 1\n"
+                                      "repeats = 1\n"
+                                      "matrix_n_max = 48\n"
+                                      "rank_n_max = 24\n"
+                                      "[method exact]\n"
+                                      "[method band]\n"
+                                      "w = 3\n");
+    sweep_config *cfg = NULL;
+    cr_assert_eq(sweep_config_load(&cfg, path, NULL, 0), ATTN_OK, "%s", attn_last_error());
+    char *out = tu_build_path("tests/sweep-work/run.h5");
+    remove(out);
+    sweep_options opts = { .output = out, .task = 0, .ntasks = 1, .quiet = 1,
+                           .command_line = "test" };
+    sweep_summary sum;
+    cr_assert_eq(sweep_run(cfg, &opts, &sum), ATTN_OK, "%s", attn_last_error());
+    /* 2 heads x 2 n x 2 causal x 2 specs. */
+    cr_assert_eq(sum.total, 16);
+    cr_assert_eq(sum.done, 16);
+    cr_assert_eq(sum.failed, 0);
+    cr_assert_eq(sweep_run(cfg, &opts, &sum), ATTN_OK, "%s", attn_last_error());
+    cr_assert_eq(sum.done, 0);
+    cr_assert_eq(sum.skipped, 16);
+
+    attn_table *tab = NULL;
+    cr_assert_eq(attn_table_read(&tab, out), ATTN_OK, "%s", attn_last_error());
+    cr_assert_eq(tab->rows, 16);
+    long spec = attn_table_column(tab, "spec"), err = attn_table_column(tab, "err_out_rel_fro");
+    long tv = attn_table_column(tab, "row_tv_mean"), n = attn_table_column(tab, "n");
+    long rank = attn_table_column(tab, "eps_rank"), status = attn_table_column(tab, "status");
+    cr_assert(spec >= 0 && err >= 0 && tv >= 0 && n >= 0 && rank >= 0 && status >= 0);
+    for (size_t r = 0; r < tab->rows; r++) {
+        cr_assert_eq(tab->num[status][r], 0.0);
+        if (strcmp(tab->str[spec][r], "exact") == 0) {
+            cr_assert_eq(tab->num[err][r], 0.0, "exact against itself");
+            cr_assert(tab->num[tv][r] <= 1e-15);
+        } else {
+            cr_assert_str_eq(tab->str[spec][r], "band:w=3");
+            cr_assert(tab->num[err][r] > 1e-6, "band w = 3 is not exact at n >= 24");
+        }
+        /* Ranks are computed for n <= rank_n_max only. */
+        cr_assert_eq(isnan(tab->num[rank][r]), tab->num[n][r] > 24);
+    }
+    attn_table_destroy(tab);
+
+    /* A different config refuses the file and leaves it as it was. */
+    const char *set[] = { "band.w=5" };
+    sweep_config *other = NULL;
+    cr_assert_eq(sweep_config_load(&other, path, set, 1), ATTN_OK);
+    cr_assert_eq(sweep_run(other, &opts, &sum), ATTN_ECONFIG);
+    cr_assert(tu_error_has("different config"));
+    cr_assert_eq(attn_table_read(&tab, out), ATTN_OK);
+    cr_assert_eq(tab->rows, 16);
+    attn_table_destroy(tab);
+    sweep_config_free(other);
+    sweep_config_free(cfg);
+    free(out);
+    free(path);
+}
