@@ -142,7 +142,8 @@ static int output_open(const char *path, FILE **out, char **tmp)
     snprintf(name, len, "%s.tmp.XXXXXX", path);
     int fd = mkstemp(name);
     if (fd < 0) {
-        int status = ATTN_ERR(ATTN_EIO, "cannot create %s: %s", name, strerror(errno));
+        int status = ATTN_ERR(ATTN_EIO, "cannot create a temporary file beside %s: %s", path,
+                              strerror(errno));
         free(name);
         return status;
     }
@@ -231,18 +232,36 @@ static int column_list_split(column_list *l, const char *list)
     return 1;
 }
 
-/* Resolve every name of l to a column index; numeric: the columns must not be strings. */
+/* The index of column name into *index; numeric: the column must not hold strings.  The messages
+ * are those of attn-h5cat: "unknown column 'x' (columns: a, b, ...)". */
+static int column_find(const attn_table *table, const char *name, const char *option,
+                       int numeric, size_t *index)
+{
+    for (size_t c = 0; c < table->ncols; c++) {
+        if (strcmp(table->names[c], name) == 0) {
+            if (numeric && table->types[c] == ATTN_COL_STR)
+                return ATTN_ERR(ATTN_EINVAL, "%s: column '%s' holds strings, expected numbers",
+                                option, name);
+            *index = c;
+            return ATTN_OK;
+        }
+    }
+    char list[2048] = "";
+    size_t used = 0;
+    for (size_t c = 0; c < table->ncols && used < sizeof list; c++)
+        used += (size_t) snprintf(list + used, sizeof list - used, "%s%s", c > 0 ? ", " : "",
+                                  table->names[c]);
+    return ATTN_ERR(ATTN_EINVAL, "unknown column '%s' (columns: %s)", name, list);
+}
+
+/* Resolve every name of l to a column index. */
 static int column_list_resolve(column_list *l, const attn_table *table, const char *option,
                                int numeric)
 {
     for (size_t i = 0; i < l->count; i++) {
-        long c = attn_table_column(table, l->names[i]);
-        if (c < 0)
-            return attn_error_context(ATTN_EINVAL, "%s", option);
-        if (numeric && table->types[c] == ATTN_COL_STR)
-            return ATTN_ERR(ATTN_EINVAL, "%s: column '%s' holds strings, expected numbers",
-                            option, l->names[i]);
-        l->index[i] = (size_t) c;
+        int status = column_find(table, l->names[i], option, numeric, &l->index[i]);
+        if (status != ATTN_OK)
+            return status;
     }
     return ATTN_OK;
 }
@@ -473,6 +492,7 @@ int main(int argc, char **argv)
     const char *of_arg = NULL;
     const char *fit_col = NULL;
     int opt;
+    opterr = 0;     /* getopt would name the program by its path; the messages are ours */
     while ((opt = getopt_long(argc, argv, "o:h", options, NULL)) != -1) {
         switch (opt) {
         case 'b':
@@ -491,6 +511,8 @@ int main(int argc, char **argv)
             usage(stdout);
             return EXIT_SUCCESS;
         default:
+            fprintf(stderr, "%s: unknown option or missing value: %s\n", program,
+                    argv[optind - 1]);
             usage(stderr);
             return 2;
         }
@@ -528,9 +550,9 @@ int main(int argc, char **argv)
     size_t *rows = NULL;
     size_t nrows = 0;
     size_t excluded = 0;
-    long col = -1;
-    long ncol = -1;
-    long ecol = -1;
+    size_t col = 0;
+    size_t ncol = 0;
+    size_t ecol = 0;
     FILE *out = NULL;
     char *tmp = NULL;
     int status = attn_table_read(&table, path);
@@ -541,15 +563,9 @@ int main(int argc, char **argv)
     if (status == ATTN_OK && fit_col != NULL) {
         /* The fit needs COL, n and exact's time, all numeric. */
         const char *need[] = { fit_col, "n", "time_exact_s" };
-        long *index[] = { &col, &ncol, &ecol };
-        for (size_t i = 0; status == ATTN_OK && i < 3; i++) {
-            *index[i] = attn_table_column(table, need[i]);
-            if (*index[i] < 0)
-                status = attn_error_context(ATTN_EINVAL, "--fit");
-            else if (table->types[*index[i]] == ATTN_COL_STR)
-                status = ATTN_ERR(ATTN_EINVAL, "--fit: column '%s' holds strings, expected "
-                                  "numbers", need[i]);
-        }
+        size_t *index[] = { &col, &ncol, &ecol };
+        for (size_t i = 0; status == ATTN_OK && i < 3; i++)
+            status = column_find(table, need[i], "--fit", 1, index[i]);
     }
     if (status == ATTN_OK)
         status = select_rows(table, &keys, &rows, &nrows, &excluded);
@@ -564,8 +580,7 @@ int main(int argc, char **argv)
         if (of_arg != NULL)
             status = write_of(out, table, &keys, &of, rows, nrows);
         else
-            status = write_fit(out, table, &keys, (size_t) col, (size_t) ncol, (size_t) ecol,
-                               rows, nrows);
+            status = write_fit(out, table, &keys, col, ncol, ecol, rows, nrows);
     }
     status = output_close(out, tmp, outpath, status);
 

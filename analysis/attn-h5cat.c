@@ -59,16 +59,19 @@ typedef struct where {
     double num;             /* value as a number, numeric columns */
 } where;
 
-/* Columns of --spectra: those named like a /points column are copied from the point's row; k,
- * sigma and sigma_rel come from the spectrum. */
+/* Columns of --spectra: copied from the point's row of /points, or taken from its spectrum. */
+enum spectra_source { FROM_POINTS, SPECTRUM_K, SPECTRUM_SIGMA, SPECTRUM_SIGMA_REL };
 static const struct {
     const char *name;
-    int type;
+    int type;                   /* enum attn_column_type */
+    int source;                 /* enum spectra_source */
 } spectra_columns[] = {
-    { "point_id", ATTN_COL_I64 }, { "data_label", ATTN_COL_STR }, { "layer", ATTN_COL_I64 },
-    { "head", ATTN_COL_I64 },     { "n", ATTN_COL_I64 },          { "causal", ATTN_COL_I64 },
-    { "method", ATTN_COL_STR },   { "spec", ATTN_COL_STR },       { "k", ATTN_COL_I64 },
-    { "sigma", ATTN_COL_F64 },    { "sigma_rel", ATTN_COL_F64 },
+    { "point_id", ATTN_COL_I64, FROM_POINTS },   { "data_label", ATTN_COL_STR, FROM_POINTS },
+    { "layer", ATTN_COL_I64, FROM_POINTS },      { "head", ATTN_COL_I64, FROM_POINTS },
+    { "n", ATTN_COL_I64, FROM_POINTS },          { "causal", ATTN_COL_I64, FROM_POINTS },
+    { "method", ATTN_COL_STR, FROM_POINTS },     { "spec", ATTN_COL_STR, FROM_POINTS },
+    { "k", ATTN_COL_I64, SPECTRUM_K },           { "sigma", ATTN_COL_F64, SPECTRUM_SIGMA },
+    { "sigma_rel", ATTN_COL_F64, SPECTRUM_SIGMA_REL },
 };
 #define NSPECTRA_COLS (sizeof spectra_columns / sizeof spectra_columns[0])
 
@@ -176,7 +179,8 @@ static int output_open(const char *path, FILE **out, char **tmp)
     snprintf(name, len, "%s.tmp.XXXXXX", path);
     int fd = mkstemp(name);
     if (fd < 0) {
-        int status = ATTN_ERR(ATTN_EIO, "cannot create %s: %s", name, strerror(errno));
+        int status = ATTN_ERR(ATTN_EIO, "cannot create a temporary file beside %s: %s", path,
+                              strerror(errno));
         free(name);
         return status;
     }
@@ -242,7 +246,7 @@ static int unknown_column(const view *v, const char *name)
     char list[2048] = "";
     size_t used = 0;
     for (size_t c = 0; c < v->ncols && used < sizeof list; c++)
-        used += (size_t) snprintf(list + used, sizeof list - used, "%s%s", c > 0 ? " " : "",
+        used += (size_t) snprintf(list + used, sizeof list - used, "%s%s", c > 0 ? ", " : "",
                                   v->cols[c].name);
     return ATTN_ERR(ATTN_EINVAL, "unknown column '%s' (columns: %s)", name, list);
 }
@@ -350,6 +354,8 @@ static void spectra_free(spectra *s)
 /* Grow every column of s to hold cap rows. */
 static int spectra_reserve(spectra *s, size_t cap)
 {
+    if (cap > SIZE_MAX / sizeof(double))
+        return ATTN_ERR(ATTN_ENOMEM, "spectra table of %zu rows", cap);
     for (size_t c = 0; c < NSPECTRA_COLS; c++) {
         if (spectra_columns[c].type == ATTN_COL_STR) {
             char **p = realloc(s->str[c], cap * sizeof *p);
@@ -375,63 +381,91 @@ static char *copy_string(const char *s)
     return c;
 }
 
-static int spectra_read(spectra *s, const attn_table *table, const char *path)
+/* The /points column a spectra column is copied from, checked to hold the expected kind. */
+static int spectra_source_column(const attn_table *table, const char *path, size_t c, long *src)
 {
-    long src[NSPECTRA_COLS];
-    long pid = attn_table_column(table, "point_id");
-    if (pid < 0)
+    *src = attn_table_column(table, spectra_columns[c].name);
+    if (*src < 0)
         return attn_error_context(ATTN_EFORMAT, "%s", path);
-    for (size_t c = 0; c < NSPECTRA_COLS; c++) {
-        src[c] = -1;
-        if (strcmp(spectra_columns[c].name, "k") != 0 &&
-            strcmp(spectra_columns[c].name, "sigma") != 0 &&
-            strcmp(spectra_columns[c].name, "sigma_rel") != 0) {
-            src[c] = attn_table_column(table, spectra_columns[c].name);
-            if (src[c] < 0)
-                return attn_error_context(ATTN_EFORMAT, "%s", path);
-        }
-    }
-    size_t cap = 0;
-    for (size_t r = 0; r < table->rows; r++) {
-        double id = table->num[pid][r];
-        int has = 0;
-        ATTN_TRY(attn_results_has_spectrum(path, (int64_t) id, &has), "%s", path);
-        if (!has)
-            continue;
-        double *sv = NULL;
-        size_t k = 0;
-        ATTN_TRY(attn_results_read_spectrum(path, (int64_t) id, &sv, &k), "%s", path);
-        if (s->rows + k > cap) {
-            cap = 2 * (s->rows + k);
-            int status = spectra_reserve(s, cap);
-            if (status != ATTN_OK) {
-                free(sv);
-                return status;
-            }
-        }
-        for (size_t j = 0; j < k; j++) {
-            size_t row = s->rows;
-            for (size_t c = 0; c < NSPECTRA_COLS; c++) {
-                const char *name = spectra_columns[c].name;
+    if ((table->types[*src] == ATTN_COL_STR) != (spectra_columns[c].type == ATTN_COL_STR))
+        return ATTN_ERR(ATTN_EFORMAT, "%s: column /points/%s holds %s, expected %s", path,
+                        spectra_columns[c].name,
+                        table->types[*src] == ATTN_COL_STR ? "strings" : "numbers",
+                        spectra_columns[c].type == ATTN_COL_STR ? "strings" : "numbers");
+    return ATTN_OK;
+}
+
+/* Append the k singular values sv of the point in row r of table to s. */
+static int spectra_append(spectra *s, const attn_table *table, size_t r, const long *src,
+                          const double *sv, size_t k)
+{
+    for (size_t j = 0; j < k; j++) {
+        size_t row = s->rows;
+        for (size_t c = 0; c < NSPECTRA_COLS; c++) {
+            switch (spectra_columns[c].source) {
+            case FROM_POINTS:
                 if (spectra_columns[c].type == ATTN_COL_STR) {
                     s->str[c][row] = copy_string(table->str[src[c]][r]);
                     if (s->str[c][row] == NULL) {
-                        free(sv);
+                        while (c-- > 0)     /* the strings of this row copied so far */
+                            if (spectra_columns[c].type == ATTN_COL_STR)
+                                free(s->str[c][row]);
                         return ATTN_ERR(ATTN_ENOMEM, "spectra table");
                     }
-                } else if (strcmp(name, "k") == 0) {
-                    s->num[c][row] = (double) (j + 1);
-                } else if (strcmp(name, "sigma") == 0) {
-                    s->num[c][row] = sv[j];
-                } else if (strcmp(name, "sigma_rel") == 0) {
-                    s->num[c][row] = sv[j] / sv[0];
                 } else {
                     s->num[c][row] = table->num[src[c]][r];
                 }
+                break;
+            case SPECTRUM_K:
+                s->num[c][row] = (double) (j + 1);
+                break;
+            case SPECTRUM_SIGMA:
+                s->num[c][row] = sv[j];
+                break;
+            default:
+                s->num[c][row] = sv[j] / sv[0];
+                break;
             }
-            s->rows++;
         }
+        s->rows++;
+    }
+    return ATTN_OK;
+}
+
+/* Read /spectra/<point_id> of every point of table into s. */
+static int spectra_read(spectra *s, const attn_table *table, const char *path)
+{
+    long src[NSPECTRA_COLS];
+    long pid = -1;
+    for (size_t c = 0; c < NSPECTRA_COLS; c++) {
+        src[c] = -1;
+        if (spectra_columns[c].source == FROM_POINTS)
+            ATTN_TRY(spectra_source_column(table, path, c, &src[c]), "--spectra");
+        if (strcmp(spectra_columns[c].name, "point_id") == 0)
+            pid = src[c];
+    }
+    size_t cap = 0;
+    for (size_t r = 0; r < table->rows; r++) {
+        double *sv = NULL;
+        size_t k = 0;
+        int status = attn_results_read_spectrum(path, (int64_t) table->num[pid][r], &sv, &k);
+        /* Spectra exist only for the points a sweep asked them for, and lib/io has no listing:
+         * a missing dataset (lib/io says "dataset /spectra/<id> is missing") means "none". */
+        if (status == ATTN_EFORMAT && strstr(attn_last_error(), "is missing") != NULL) {
+            attn_error_clear();
+            continue;
+        }
+        if (status != ATTN_OK)
+            return status;
+        if (s->rows + k > cap) {
+            cap = 2 * (s->rows + k);
+            status = spectra_reserve(s, cap);
+        }
+        if (status == ATTN_OK)
+            status = spectra_append(s, table, r, src, sv, k);
         free(sv);
+        if (status != ATTN_OK)
+            return status;
     }
     return ATTN_OK;
 }
@@ -498,6 +532,7 @@ int main(int argc, char **argv)
         return EXIT_FAILURE;
     }
     int opt;
+    opterr = 0;     /* getopt would name the program by its path; the messages are ours */
     while ((opt = getopt_long(argc, argv, "o:h", options, NULL)) != -1) {
         switch (opt) {
         case 'o':
@@ -523,6 +558,8 @@ int main(int argc, char **argv)
             free(w);
             return EXIT_SUCCESS;
         default:
+            fprintf(stderr, "%s: unknown option or missing value: %s\n", program,
+                    argv[optind - 1]);
             usage(stderr);
             free(w);
             return 2;

@@ -8,13 +8,14 @@
  *   2. exact: attn_plan_apply of spec "exact" (lib/methods/exact.c, the streaming kernel of
  *      lib/core/softmax.c) at n = m = 1024 ... 16384, d = dv = 64, bidirectional and causal.
  *      Nominal flops 4 n^2 d (the two products Q K^T and P V), half of that when causal; exps are
- *      not counted.  Best of 3 wall times for n <= 4096, one above.  Only apply is timed: the plan
- *      is created (and its scratch allocated) beforehand.  Each rate is given as a ratio to (1).
- *   3. numpy_naive: the textbook implementation (experiments/bench-numpy.py: materialize the n x n
- *      logits, softmax with the row maximum subtracted, multiply by V; float64) at n = 4096, d = 64,
- *      run through the given python with OPENBLAS_NUM_THREADS=1 and OMP_NUM_THREADS=1.  The script
- *      reports its best of 3; we report it beside our time at the same size.  Skipped with a
- *      message when python or NumPy is missing.
+ *      not counted.  Best of 3 wall times for n <= 8192, of 2 at 16384.  Only apply is timed:
+ *      the plan is created (and its scratch allocated) beforehand.  Rates are also given as a
+ *      ratio to (1).
+ *   3. numpy_naive: the textbook implementation (experiments/bench-numpy.py: materialize the
+ *      n x n logits, softmax with the row maximum subtracted, multiply by V; float64) at
+ *      n = 4096, d = 64, run through the given python with OPENBLAS_NUM_THREADS=1 and
+ *      OMP_NUM_THREADS=1.  The script reports its best of 3; we report it beside our time at the
+ *      same size.  Skipped with a message when python or NumPy is missing.
  *   4. exact_rss: exact attention at n = 16384 and n = 65536 (--rss-n; 1.1 TFLOP at 65536) in a
  *      forked child; the child's peak resident set comes from wait4's rusage (ru_maxrss).  A
  *      forked child starts with the pages it shares with its parent, so the RSS it had at the fork
@@ -22,7 +23,8 @@
  *      8 n^2 bytes of the n x n matrix a naive implementation holds.
  * Inputs are uniform on [-1, 1) from splitmix64 with fixed seeds.  Times are CLOCK_MONOTONIC.
  * The numbers go to a TSV (results/bench_exact.tsv) whose "# " lines hold the provenance, and a
- * readable table to stdout.  --quick: exact only up to n = 4096, dgemm once, RSS at 16384 only.
+ * readable table to stdout, with the load average at the start (the machine may be shared).
+ * --quick: exact only up to n = 4096, dgemm once, RSS at 16384 only.
  * Exit status 1 on a real failure (allocation, plan, file), 2 on a bad command line.
  */
 #include "config.h"
@@ -197,6 +199,12 @@ static int time_exact(const operands *x, size_t n, size_t d, int causal, int rep
         return attn_error_context(status, "exact attention, n = %zu, d = %zu, causal = %d", n, d,
                                   causal);
     return ATTN_OK;
+}
+
+/* Wall times taken of one exact run: the larger runs are long enough to be less noisy. */
+static int exact_repeats(size_t n)
+{
+    return n <= 8192 ? 3 : 2;
 }
 
 /* Nominal flops of exact attention: 2 n^2 d for Q K^T and 2 n^2 dv for P V, half when causal. */
@@ -429,6 +437,7 @@ typedef struct provenance {
     const char *coretype;   /* OPENBLAS_CORETYPE, or NULL */
     const char *threads;    /* OPENBLAS_NUM_THREADS, or NULL */
     char cpu[256];
+    double load[3];         /* load averages over 1, 5, 15 minutes at the start; NaN if unknown */
 } provenance;
 
 static void provenance_collect(provenance *p)
@@ -443,6 +452,8 @@ static void provenance_collect(provenance *p)
     p->host[sizeof p->host - 1] = '\0';
     p->coretype = getenv("OPENBLAS_CORETYPE");
     p->threads = getenv("OPENBLAS_NUM_THREADS");
+    if (getloadavg(p->load, 3) != 3)
+        p->load[0] = p->load[1] = p->load[2] = NAN;
     snprintf(p->cpu, sizeof p->cpu, "unknown");
     FILE *f = fopen("/proc/cpuinfo", "r");
     if (f != NULL) {
@@ -469,12 +480,13 @@ static void print_header(const provenance *p)
            attn_blas_threads());
     printf("host:        %s, cpu %s, %ld online cores\n", p->host, p->cpu,
            sysconf(_SC_NPROCESSORS_ONLN));
-    printf("date:        %s\n", p->date);
+    printf("date:        %s, load average %.2f %.2f %.2f\n", p->date, p->load[0], p->load[1],
+           p->load[2]);
     if (p->coretype != NULL)
-        printf("NOTE: OPENBLAS_CORETYPE=%s is preset in the environment, so OpenBLAS runs its %s\n"
-               "      kernels rather than the ones it would pick for this CPU (an older core type can\n"
-               "      halve the GEMM rate).  Every GFLOP/s below is relative to that kernel; the\n"
-               "      ratios to dgemm, measured in this same run, remain comparable.\n",
+        printf("NOTE: OPENBLAS_CORETYPE=%s is preset in the environment, so OpenBLAS runs its\n"
+               "      %s kernels rather than the ones it would pick for this CPU (an older core\n"
+               "      type can halve the GEMM rate).  Every GFLOP/s below is relative to that\n"
+               "      kernel; the ratios to dgemm, measured in this same run, remain comparable.\n",
                p->coretype, p->coretype);
     printf("\n");
 }
@@ -508,11 +520,13 @@ static int write_tsv(const char *path, const bench_table *t, const provenance *p
     fprintf(f, "# openblas_num_threads: %s (BLAS reports %d)\n",
             p->threads ? p->threads : "(unset)", attn_blas_threads());
     fprintf(f, "# host: %s; cpu: %s\n", p->host, p->cpu);
-    fprintf(f, "# date: %s\n", p->date);
+    fprintf(f, "# date: %s; load average at start: %.2f %.2f %.2f\n", p->date, p->load[0],
+            p->load[1], p->load[2]);
     fprintf(f, "# flops: dgemm 2 n^3; exact and numpy_naive 4 n^2 d (half when causal), exps not "
                "counted; ratio_to_dgemm = gflops / dgemm gflops of this run\n");
-    fprintf(f, "# seconds: best wall time (CLOCK_MONOTONIC) of 3 runs for n <= 4096, of 1 above; "
-               "numpy_naive: best of 3 inside the script\n");
+    fprintf(f, "# seconds: best wall time (CLOCK_MONOTONIC) of 3 runs (dgemm: 1 with --quick); "
+               "exact: of 3 for n <= 8192, of 2 above; numpy_naive: best of 3 inside the script; "
+               "exact_rss: one run\n");
     fprintf(f, "# peak_rss_bytes: ru_maxrss of the child process that ran the row (wait4); "
                "includes the pages shared with the parent at fork\n");
     fprintf(f, "# numpy: %s\n", numpy_note);
@@ -573,7 +587,7 @@ static int run(const char *python, const char *script, const char *out, int quic
         ATTN_TRY(operands_alloc(&x, n, HEAD_DIM), "exact benchmark");
         for (int causal = 0; causal <= 1; causal++) {
             double t;
-            int status = time_exact(&x, n, HEAD_DIM, causal, n <= 4096 ? 3 : 1, &t);
+            int status = time_exact(&x, n, HEAD_DIM, causal, exact_repeats(n), &t);
             if (status != ATTN_OK) {
                 operands_free(&x);
                 return status;

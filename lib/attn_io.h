@@ -100,12 +100,15 @@ typedef struct attn_results attn_results;
 /* Open path for appending points.  A new file is created with the provenance attributes and an
  * empty /points table.  An existing file must be an attnlab results file (otherwise ATTN_EFORMAT
  * naming the file: not HDF5, or no /points) whose config_hash equals prov->config_hash (otherwise
- * ATTN_ECONFIG: "results/x.h5 was written by a different config (hash ... vs ...); refusing to mix
- * them"); its point ids are loaded so that attn_results_has() can skip finished points. */
+ * ATTN_ECONFIG: "results/x.h5 was written by a different config (hash A, this sweep B); refusing
+ * to mix them — use another -o or delete the file"; the file is opened read-only for the check and
+ * left unchanged); its point ids are loaded so that attn_results_has() can skip finished points. */
 int attn_results_open(attn_results **results, const char *path, const attn_provenance *prov);
 /* 1 when a point with this point_id is already in the file. */
 int attn_results_has(const attn_results *results, int64_t point_id);
-/* Append one row to every column and flush the file, so a killed run loses at most this row. */
+/* Append one row to every column and flush the file, so a killed run loses at most this row
+ * (point_id is written last: a row cut short is dropped when the file is reopened).  A point_id
+ * already in the file is refused (ATTN_EINVAL). */
 int attn_results_append(attn_results *results, const attn_row *row);
 /* Store /spectra/<point_id>: k singular values (descending) of the point's attention matrix, with
  * attributes naming the point's method spec. */
@@ -139,7 +142,9 @@ void attn_table_destroy(attn_table *table);
 /* Read /spectra/<point_id> of a results file into a new array (caller frees). */
 int attn_results_read_spectrum(const char *path, int64_t point_id, double **sv, size_t *k);
 
-/* Merge shard files (all with the same config_hash) into out; ATTN_ECONFIG when they differ. */
+/* Merge shard files (all with the same config_hash) into out, which must not exist yet; rows
+ * sorted by point_id (the first shard's row kept for duplicates), spectra and /blocks copied.
+ * ATTN_ECONFIG when the shards' configs differ; out is removed on failure. */
 int attn_results_merge(const char *out, const char *const *shards, size_t nshards);
 
 #ifdef __cplusplus

@@ -44,6 +44,8 @@ pick_err(L, s, cz, col) = method_of(s) eq "exact" ? NaN : pick(L, s, cz, col)
 # ---------------------------------------------------------------------------------------------
 # Error vs n, one panel per data label, with one key for the figure in a band at the bottom: the
 # approximate specs by colour, then the line styles of bidirectional and causal.
+# Rows that the panel of label L can draw (a positive median error of an approximation).
+err_rows(L) = int(tsv_awk(agg, sprintf('$c["data_label"] == "%s" && $c["method"] != "exact" && $c["err_out_rel_fro_med"] + 0 > 0 {m++} END {print m + 0}', L)))
 key_entries = nspecs + 1
 key_rows = (key_entries + 3) / 4
 key_top = 0.015 + 0.045 * key_rows
@@ -59,12 +61,16 @@ do for [ext in out_formats] {
         if (bottom_row(p)) { set xlabel "n (tokens)" } else { unset xlabel }
         set ylabel "‖Ô − O‖_F / ‖O‖_F"
         unset key
-        plot for [k = 1:nspecs] for [cz = 0:1] \
-                 agg using (pick_err(L, word(specs, k), cz, "n")) \
-                           :(pick_err(L, word(specs, k), cz, "err_out_rel_fro_med")) \
-                           :"err_out_rel_fro_q25":"err_out_rel_fro_q75" \
-                 with yerrorlines lc rgb spec_color(specs, k) pt spec_pt(specs, k, cz) ps 0.7 \
-                      dt causal_dt(cz) notitle
+        if (err_rows(L) == 0) {
+            eval empty_panel("no approximation with a positive error")
+        } else {
+            plot for [k = 1:nspecs] for [cz = 0:1] \
+                     agg using (pick_err(L, word(specs, k), cz, "n")) \
+                               :(pick_err(L, word(specs, k), cz, "err_out_rel_fro_med")) \
+                               :"err_out_rel_fro_q25":"err_out_rel_fro_q75" \
+                     with yerrorlines lc rgb spec_color(specs, k) pt spec_pt(specs, k, cz) \
+                          ps 0.7 dt causal_dt(cz) notitle
+        }
     }
     eval key_panel(0.02, 0.98, 0.01, key_top)
     set key maxrows key_rows samplen 3 width 2
@@ -100,13 +106,14 @@ do for [ext in out_formats] {
         set key top left reverse Left samplen 1.5 spacing 0.85 font ",7" width -4 \
             maxrows (2 * nspecs + 2) / 2
         r = time_range(L)
-        if (words(r) == 2) {
-            lo = real(word(r, 1))
-            hi = real(word(r, 2))
-            set yrange [10**floor(lo) : 10**(hi + 0.15 + 0.6 * (hi - lo + 0.3))]
-        } else {
-            set autoscale y
+        if (words(r) != 2) {
+            unset key
+            eval empty_panel("no positive apply time")
+            continue
         }
+        lo = real(word(r, 1))
+        hi = real(word(r, 2))
+        set yrange [10**floor(lo) : 10**(hi + 0.15 + 0.6 * (hi - lo + 0.3))]
         e = exact_first(L)
         n0 = words(e) == 2 ? real(word(e, 1)) : NaN
         t0 = words(e) == 2 ? real(word(e, 2)) : NaN
@@ -137,26 +144,27 @@ sp_specs = words(sp_n) > 0 \
     : ""
 sp_data = words(sp_n) > 0 ? tsv_filter(spectra, sp_cond . ' && $c["n"] == ' . sp_n) : ""
 
+sp_what = sprintf("%s, layer %d, head %d, %s", sp_label, sp_layer, sp_head, causal_name(sp_causal))
+if (words(sp_specs) == 0) {
+    print sprintf("default.gp: warning: %s has no spectrum of %s", spectra, sp_what)
+}
+
 do for [ext in out_formats] {
     eval out_begin(fig . '_spectrum', ext)
     set logscale y 10
     set format y '10^{%L}'
     set mytics 10
-    unset logscale x
-    set format x '%g'
-    set xlabel "k"
-    set ylabel "{/Symbol s}_k / {/Symbol s}_1"
+    set xlabel "k (index of the singular value)"
+    set ylabel "σ_k / σ_1"
     set key top right samplen 2 box lc rgb "#c0c0c0"
     if (words(sp_specs) == 0) {
-        set title sprintf("no spectrum in %s for %s, layer %d, head %d, %s", spectra, sp_label, \
-                          sp_layer, sp_head, causal_name(sp_causal)) noenhanced
+        set title "Singular values of the attention matrix"
         unset key
-        set xrange [0:1]
-        set yrange [0.1:1]
-        plot NaN notitle
+        eval empty_panel(sprintf("no spectrum of %s", sp_what))
     } else {
-        set title sprintf("Singular values of the attention matrix: %s, layer %d, head %d, %s, n = %s", \
-                          sp_label, sp_layer, sp_head, causal_name(sp_causal), sp_n) noenhanced
+        set title sprintf("Singular values of the attention matrix: %s, n = %s", sp_what, sp_n) \
+            noenhanced
+        set xrange [1:real(sp_n)]
         nsp = words(sp_specs)
         plot for [k = 1:nsp] sp_data \
             using "k":(strcol("spec") eq word(sp_specs, k) ? column("sigma_rel") : NaN) \

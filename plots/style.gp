@@ -114,6 +114,12 @@ spec_pt(specs, k, causal) = int(word("7 5 9 13 11", (spec_rank(specs, k) - 1) % 
 causal_dt(causal) = causal ? 2 : 1
 causal_name(causal) = causal ? "causal" : "bidirectional"
 
+# A panel with no data (a plot of nothing would stop gnuplot with "x range is invalid"): the
+# message in its middle, fixed ranges.  Use: eval empty_panel("no data").
+empty_panel(msg) = "set label 99 '" . msg . "' at graph 0.5, 0.5 center front noenhanced; " . \
+    "set xrange [128:4096]; set yrange [0.001:1]; plot NaN notitle; unset label 99; " . \
+    "set autoscale x; set autoscale y"
+
 # ---------------------------------------------------------------------------------------------
 # Axes.
 loglog = "set logscale x 2; set logscale y 10; set format x '%.0f'; set format y '10^{%L}'; set mxtics default; set mytics 10"

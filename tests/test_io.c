@@ -26,14 +26,20 @@
  * Helpers.
  */
 
-/* $ATTN_SRCDIR/relative (the source tree; "." by default).  Leaked: tests are short-lived. */
+/* Paths live in a small ring of static buffers: a test holds at most a few at once. */
+static char *path_buffer(void)
+{
+    static char ring[8][1024];
+    static size_t next;
+    return ring[next++ % 8];
+}
+
+/* $ATTN_SRCDIR/relative (the source tree; "." by default). */
 static char *src_path(const char *relative)
 {
     const char *dir = getenv("ATTN_SRCDIR");
-    size_t len = strlen(dir != NULL ? dir : ".") + strlen(relative) + 2;
-    char *path = calloc(len, 1);
-    cr_assert_not_null(path);
-    snprintf(path, len, "%s/%s", dir != NULL ? dir : ".", relative);
+    char *path = path_buffer();
+    snprintf(path, 1024, "%s/%s", dir != NULL ? dir : ".", relative);
     return path;
 }
 
@@ -41,14 +47,12 @@ static char *src_path(const char *relative)
 static char *fixture_path(const char *name)
 {
     const char *dir = getenv("ATTN_BUILDDIR");
-    size_t len = strlen(dir != NULL ? dir : ".") + strlen(name) + 32;
-    char *path = calloc(len, 1);
-    cr_assert_not_null(path);
-    snprintf(path, len, "%s/tests", dir != NULL ? dir : ".");
+    char *path = path_buffer();
+    snprintf(path, 1024, "%s/tests", dir != NULL ? dir : ".");
     cr_assert(mkdir(path, 0777) == 0 || errno == EEXIST, "mkdir %s: %s", path, strerror(errno));
-    snprintf(path, len, "%s/tests/fixtures-io", dir != NULL ? dir : ".");
+    snprintf(path, 1024, "%s/tests/fixtures-io", dir != NULL ? dir : ".");
     cr_assert(mkdir(path, 0777) == 0 || errno == EEXIST, "mkdir %s: %s", path, strerror(errno));
-    snprintf(path, len, "%s/tests/fixtures-io/%s", dir != NULL ? dir : ".", name);
+    snprintf(path, 1024, "%s/tests/fixtures-io/%s", dir != NULL ? dir : ".", name);
     remove(path);
     return path;
 }
@@ -65,6 +69,13 @@ static void expect_error(int status, int expected, ...)
         cr_assert(strstr(attn_last_error(), needle) != NULL, "message \"%s\" does not name \"%s\"",
                   attn_last_error(), needle);
     va_end(ap);
+}
+
+/* No HDF5 file or object left open by lib/io, on success or on failure. */
+static void expect_nothing_open(void)
+{
+    ssize_t open_ids = H5Fget_obj_count(H5F_OBJ_ALL, H5F_OBJ_ALL);
+    cr_assert_eq(open_ids, 0, "%zd HDF5 ids left open", open_ids);
 }
 
 /* The whole content of a file (caller frees). */
@@ -212,6 +223,7 @@ Test(inputs, reads_the_short_ocr_file)
     expect_value(v[191 * 15 + 13], -2.75139093, "layer 1 head 7 v[191][13]");
     expect_value(v[191 * 15 + 14], 2.46557927, "layer 1 head 7 v[191][14]");
     attn_inputs_destroy(in);
+    expect_nothing_open();
 }
 
 Test(inputs, reads_the_causal_language_model_file)
@@ -336,6 +348,7 @@ Test(inputs, missing_dataset)
     H5Fclose(file);
     expect_error(attn_inputs_read(&in, path, 0, 1), ATTN_EFORMAT, path,
                  "dataset /layer0/v is missing", NULL);
+    expect_nothing_open();
 }
 
 Test(inputs, no_layers)
@@ -355,6 +368,7 @@ Test(inputs, no_layers)
     snprintf(source, sizeof source, "%s:/n16", path);
     expect_error(attn_inputs_read(&in, source, 0, 1), ATTN_EFORMAT, path,
                  "group /n16 is missing", NULL);
+    expect_nothing_open();
 }
 
 Test(inputs, wrong_rank)
@@ -372,6 +386,7 @@ Test(inputs, wrong_rank)
              path);
     expect_error(attn_inputs_read(&in, path, 0, 1), ATTN_ESHAPE, NULL);
     cr_assert_str_eq(attn_last_error(), want);
+    expect_nothing_open();
 }
 
 Test(inputs, mismatched_q_and_k)
@@ -386,6 +401,7 @@ Test(inputs, mismatched_q_and_k)
     H5Fclose(file);
     expect_error(attn_inputs_read(&in, path, 0, 1), ATTN_ESHAPE, path, "/layer0/k", "[2, 8, 5]",
                  "/layer0/q", "[2, 8, 4]", NULL);
+    expect_nothing_open();
 }
 
 Test(inputs, mismatched_v)
@@ -400,6 +416,7 @@ Test(inputs, mismatched_v)
     H5Fclose(file);
     expect_error(attn_inputs_read(&in, path, 0, 1), ATTN_ESHAPE, path, "/layer0/v", "[3, 8, 4]",
                  "[2, 8, 4]", NULL);
+    expect_nothing_open();
 }
 
 Test(inputs, mismatched_layers)
@@ -415,6 +432,7 @@ Test(inputs, mismatched_layers)
     H5Fclose(file);
     expect_error(attn_inputs_read(&in, path, 0, 1), ATTN_ESHAPE, path, "/layer1/q", "[2, 6, 4]",
                  "/layer0/q", "[2, 8, 4]", NULL);
+    expect_nothing_open();
 }
 
 Test(inputs, nan_is_named_with_layer_head_operand_and_index)
@@ -431,6 +449,7 @@ Test(inputs, nan_is_named_with_layer_head_operand_and_index)
     /* A prefix that stops before the bad row reads fine. */
     cr_assert_eq(attn_inputs_read(&in, path, 7, 1), ATTN_OK, "%s", attn_last_error());
     attn_inputs_destroy(in);
+    expect_nothing_open();
 }
 
 Test(inputs, inf_is_named_with_layer_head_operand_and_index)
@@ -443,6 +462,7 @@ Test(inputs, inf_is_named_with_layer_head_operand_and_index)
     poke(path, "/layer0/v", 1, 9, 4, -INFINITY);
     expect_error(attn_inputs_read(&in, path, 0, 1), ATTN_ENONFINITE, path, "layer 0, head 1",
                  "v: row 9, column 4 is -inf", NULL);
+    expect_nothing_open();
 }
 
 Test(inputs, n_larger_than_the_data)
@@ -452,6 +472,7 @@ Test(inputs, n_larger_than_the_data)
     expect_error(attn_inputs_read(&in, path, 1000, 1), ATTN_ESHAPE, path, "n = 1000 asked",
                  "n = 192", NULL);
     cr_assert_null(in);
+    expect_nothing_open();
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -777,6 +798,7 @@ Test(results, round_trip)
     cr_assert_eq(attn_table_column(t, "no_such_column"), -1);
     expect_error(ATTN_EINVAL, ATTN_EINVAL, "no column 'no_such_column'", "point_id", NULL);
     attn_table_destroy(t);
+    expect_nothing_open();
 }
 
 Test(results, columns_carry_units_and_description)
@@ -828,6 +850,10 @@ Test(results, spectra_and_tables)
     fill_row(&row, 7, "band");
     cr_assert_eq(attn_results_append(r, &row), ATTN_OK, "%s", attn_last_error());
     cr_assert_eq(attn_results_write_spectrum(r, 7, sv, 4), ATTN_OK, "%s", attn_last_error());
+    /* A spectrum may also come before its point (the sweep writes it first). */
+    cr_assert_eq(attn_results_write_spectrum(r, 8, sv, 2), ATTN_OK, "%s", attn_last_error());
+    fill_row(&row, 8, "band");
+    cr_assert_eq(attn_results_append(r, &row), ATTN_OK, "%s", attn_last_error());
     cr_assert_eq(attn_results_write_table(r, "rank_by_distance", table, 3, 2, "distance,rank"),
                  ATTN_OK, "%s", attn_last_error());
     expect_error(attn_results_write_table(r, "bad", table, 3, 2, "distance"), ATTN_ESHAPE,
@@ -856,12 +882,27 @@ Test(results, spectra_and_tables)
         cr_assert_gt(H5Aexists(dset, "column_names"), 0);
         H5Sclose(space);
         H5Dclose(dset);
-        /* The spectrum names its point's spec. */
-        dset = H5Dopen2(file, "/spectra/7", H5P_DEFAULT);
-        cr_assert_gt(H5Aexists(dset, "spec"), 0);
-        H5Dclose(dset);
+        /* Both spectra name their point's method and spec. */
+        for (int id = 7; id <= 8; id++) {
+            char name[32], *spec = NULL;
+            hid_t type = H5Tcopy(H5T_C_S1), a;
+            H5Tset_size(type, H5T_VARIABLE);
+            H5Tset_cset(type, H5T_CSET_UTF8);
+            snprintf(name, sizeof name, "/spectra/%d", id);
+            dset = H5Dopen2(file, name, H5P_DEFAULT);
+            cr_assert_gt(H5Aexists(dset, "method"), 0, "%s has no method", name);
+            a = H5Aopen(dset, "spec", H5P_DEFAULT);
+            cr_assert_geq(a, 0, "%s has no spec", name);
+            H5Aread(a, type, &spec);
+            cr_assert_str_eq(spec, "band:w=8");
+            H5free_memory(spec);
+            H5Aclose(a);
+            H5Tclose(type);
+            H5Dclose(dset);
+        }
         H5Fclose(file);
     }
+    expect_nothing_open();
 }
 
 Test(results, a_row_cut_short_by_a_kill_is_dropped)
@@ -893,6 +934,7 @@ Test(results, a_row_cut_short_by_a_kill_is_dropped)
     cr_assert_eq(t->rows, 3);
     cr_assert_eq(t->num[attn_table_column(t, "err_out_rel_fro")][2], 0.125);
     attn_table_destroy(t);
+    expect_nothing_open();
 }
 
 Test(results, a_different_config_is_refused_and_the_file_untouched)
@@ -916,6 +958,7 @@ Test(results, a_different_config_is_refused_and_the_file_untouched)
     cr_assert_eq(rows_of(path), 2);
     free(before);
     free(after);
+    expect_nothing_open();
 }
 
 Test(results, not_an_hdf5_file_is_refused_and_untouched)
@@ -935,6 +978,7 @@ Test(results, not_an_hdf5_file_is_refused_and_untouched)
     free(after);
     expect_error(attn_table_read(&t, path), ATTN_EFORMAT, path, "is not an HDF5 file", NULL);
     cr_assert_null(t);
+    expect_nothing_open();
 }
 
 Test(results, hdf5_without_points_is_refused)
@@ -953,6 +997,7 @@ Test(results, hdf5_without_points_is_refused)
     H5Gclose(H5Gcreate2(file, "/points", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT));
     H5Fclose(file);
     expect_error(attn_results_open(&r, path, &prov), ATTN_EFORMAT, path, "no config_hash", NULL);
+    expect_nothing_open();
 }
 
 Test(results, merge_sorts_skips_duplicates_and_copies_spectra)
@@ -975,6 +1020,8 @@ Test(results, merge_sorts_skips_duplicates_and_copies_spectra)
         cr_assert_eq(attn_results_append(r, &row), ATTN_OK, "%s", attn_last_error());
     }
     cr_assert_eq(attn_results_write_spectrum(r, 2, sv, 3), ATTN_OK, "%s", attn_last_error());
+    cr_assert_eq(attn_results_write_table(r, "near_far", sv, 3, 1, "rank"), ATTN_OK, "%s",
+                 attn_last_error());
     cr_assert_eq(attn_results_close(r), ATTN_OK);
     cr_assert_eq(attn_results_open(&r, b, &pb), ATTN_OK, "%s", attn_last_error());
     for (size_t i = 0; i < 3; i++) {
@@ -1001,6 +1048,12 @@ Test(results, merge_sorts_skips_duplicates_and_copies_spectra)
     cr_assert_eq(k, 3);
     cr_assert_eq(memcmp(back, sv, sizeof sv), 0);
     free(back);
+    {
+        hid_t file = H5Fopen(out, H5F_ACC_RDONLY, H5P_DEFAULT);
+        cr_assert_gt(H5Lexists(file, "/blocks", H5P_DEFAULT), 0);
+        cr_assert_gt(H5Lexists(file, "/blocks/near_far", H5P_DEFAULT), 0);
+        H5Fclose(file);
+    }
 
     /* The merged file is a results file of the same config: a sweep can go on appending to it. */
     cr_assert_eq(attn_results_open(&r, out, &pa), ATTN_OK, "%s", attn_last_error());
@@ -1010,6 +1063,7 @@ Test(results, merge_sorts_skips_duplicates_and_copies_spectra)
     /* An existing output is never overwritten. */
     expect_error(attn_results_merge(out, shards, 2), ATTN_EIO, out, "refusing to overwrite",
                  NULL);
+    expect_nothing_open();
 }
 
 Test(results, merge_refuses_shards_of_different_configs)
@@ -1024,4 +1078,5 @@ Test(results, merge_refuses_shards_of_different_configs)
     expect_error(attn_results_merge(out, shards, 2), ATTN_ECONFIG, a, b, "hash-one", "hash-two",
                  "different configs", NULL);
     cr_assert_neq(stat(out, &st), 0, "a refused merge left %s behind", out);
+    expect_nothing_open();
 }

@@ -86,8 +86,8 @@ int attn_h5_open(hid_t *file, const char *path, unsigned flags)
     *file = H5Fopen(path, flags, H5P_DEFAULT);
     if (*file < 0)
         return ATTN_ERR(ATTN_EIO, "%s: cannot open it%s (HDF5: %s; another program writing it "
-                        "holds HDF5's file lock)", path, flags == H5F_ACC_RDWR ? " for writing" : "",
-                        h5_reason(reason));
+                        "holds HDF5's file lock)", path,
+                        flags == H5F_ACC_RDWR ? " for writing" : "", h5_reason(reason));
     return ATTN_OK;
 }
 

@@ -2,9 +2,9 @@
  * (/layerL/{q,k,v} [head, n, d], optionally below a group), and the synthetic generators gauss and
  * local.
  *
- * Every random draw comes from a gsl_rng (MT19937).  Each (layer, head, operand) has a stream of its
- * own, seeded from (seed, layer, head, operand), and draws its rows in order, so reading a prefix
- * of n' tokens gives exactly the first n' rows of the full draw, on every machine.
+ * Every random draw comes from a gsl_rng (MT19937).  Each (layer, head, operand) has a stream of
+ * its own, seeded from (seed, layer, head, operand), and draws its rows in order, so reading a
+ * prefix of n' tokens gives exactly the first n' rows of the full draw, on every machine.
  */
 #include "config.h"
 
@@ -55,7 +55,8 @@ static int inputs_alloc(attn_inputs *in)
     size_t nv = product4(in->layers, in->heads, in->n, in->dv, &ok);
     if (!ok)
         return ATTN_ERR(ATTN_ENOMEM, "%zu layers x %zu heads x %zu tokens x %zu dimensions do not "
-                        "fit in memory", in->layers, in->heads, in->n, in->d > in->dv ? in->d : in->dv);
+                        "fit in memory", in->layers, in->heads, in->n,
+                        in->d > in->dv ? in->d : in->dv);
     in->q = calloc(nq, sizeof *in->q);
     in->k = calloc(nq, sizeof *in->k);
     in->v = calloc(nv, sizeof *in->v);
@@ -314,7 +315,8 @@ static int read_file(attn_inputs *in, const char *path, const char *group, size_
             const double *x[3];
             attn_inputs_head(in, l, h, &x[0], &x[1], &x[2]);
             for (int op = 0; op < 3; op++) {
-                status = attn_check_finite(operand_names[op], x[op], in->n, op == 2 ? in->dv : in->d);
+                size_t cols = op == 2 ? in->dv : in->d;
+                status = attn_check_finite(operand_names[op], x[op], in->n, cols);
                 if (status != ATTN_OK) {
                     status = attn_error_context(status, "reading %s: layer %zu, head %zu", source,
                                                 l, h);

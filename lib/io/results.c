@@ -408,6 +408,25 @@ int attn_results_has(const attn_results *r, int64_t point_id)
     return r != NULL && ids_find(r, point_id) >= 0;
 }
 
+/* A spectrum written before its point was appended gets the point's method and spec now. */
+static int tag_spectrum(attn_results *r, const attn_row *row)
+{
+    char name[64];
+    int status = ATTN_OK;
+    hid_t dset;
+    snprintf(name, sizeof name, "/spectra/%lld", (long long) row->point_id);
+    if (!attn_h5_exists(r->file, name))
+        return ATTN_OK;
+    dset = H5Dopen2(r->file, name, H5P_DEFAULT);
+    if (dset < 0)
+        return ATTN_ERR(ATTN_EIO, "cannot open %s", name);
+    status = attn_h5_attr_write_string(dset, "method", row->method != NULL ? row->method : "");
+    if (status == ATTN_OK)
+        status = attn_h5_attr_write_string(dset, "spec", row->spec != NULL ? row->spec : "");
+    H5Dclose(dset);
+    return status;
+}
+
 int attn_results_append(attn_results *r, const attn_row *row)
 {
     int status = ATTN_OK;
@@ -429,6 +448,8 @@ int attn_results_append(attn_results *r, const attn_row *row)
         status = attn_h5_column_append(r->dset[c], columns[c].name, column_mem_type(c, r->str),
                                        r->rows, value);
     }
+    if (status == ATTN_OK)
+        status = tag_spectrum(r, row);
     if (status == ATTN_OK && H5Fflush(r->file, H5F_SCOPE_LOCAL) < 0)
         status = ATTN_ERR(ATTN_EIO, "cannot flush");
     if (status != ATTN_OK) {
@@ -480,14 +501,16 @@ int attn_results_write_spectrum(attn_results *r, int64_t point_id, const double 
         } else {
             status = attn_h5_attr_write_int(dset, "point_id", point_id);
             /* The point's method and spec, when the point is already in /points. */
-            for (size_t c = 0; c < NCOLUMNS && status == ATTN_OK && at >= 0; c++)
-                if (strcmp(columns[c].name, "spec") == 0 || strcmp(columns[c].name, "method") == 0) {
-                    char *text;
-                    status = read_string_at(r, c, r->id_rows[at], &text);
-                    if (status == ATTN_OK)
-                        status = attn_h5_attr_write_string(dset, columns[c].name, text);
-                    free(text);
-                }
+            for (size_t c = 0; c < NCOLUMNS && status == ATTN_OK && at >= 0; c++) {
+                const char *col = columns[c].name;
+                char *text;
+                if (strcmp(col, "spec") != 0 && strcmp(col, "method") != 0)
+                    continue;
+                status = read_string_at(r, c, r->id_rows[at], &text);
+                if (status == ATTN_OK)
+                    status = attn_h5_attr_write_string(dset, col, text);
+                free(text);
+            }
             H5Dclose(dset);
         }
     }
