@@ -53,12 +53,13 @@ static void usage(FILE *out)
     fprintf(out,
             "usage: %s FILE.h5 --by k1,k2,... (--of c1,c2,... | --fit COL) [-o OUT.tsv]\n"
             "\n"
-            "Group the points with status 0 of an attnlab results file by the key columns and write\n"
-            "one TSV row per group (stdout without -o), sorted by the keys.\n"
+            "Group the points with status 0 of an attnlab results file by the key columns\n"
+            "and write one TSV row per group (stdout without -o), sorted by the keys.\n"
             "  --by k1,k2,...   key columns\n"
             "  --of c1,c2,...   count, and c_med c_q25 c_q75 (type-7 quantiles) of each column\n"
-            "  --fit COL        per group (keys without n): slope of log(median COL) against log n,\n"
-            "                   its standard error, and the crossover n against median time_exact_s\n"
+            "  --fit COL        per group (keys without n): slope of log(median COL) against\n"
+            "                   log n, its standard error, and the crossover n against the\n"
+            "                   median time_exact_s\n"
             "  -o, --output OUT.tsv   write OUT.tsv (through a temporary file renamed at the end)\n"
             "  -h, --help       this text\n",
             program);
@@ -407,9 +408,10 @@ static int write_fit(FILE *out, const attn_table *table, const column_list *keys
             "# fit: log(median %s per n) = intercept + slope log(n), least squares "
             "(gsl_fit_linear) over the n's with a finite positive median; points = those n's; "
             "slope_se NaN with fewer than 3 points\n"
-            "# crossover: first n at which median %s < median time_exact_s; crossover_lo/hi bracket "
-            "it, crossover_n interpolates log(ratio) linearly in log n; NaN when never faster; "
-            "crossover_n = the first n and crossover_lo = NaN when faster from the first n\n",
+            "# crossover: first n at which median %s < median time_exact_s; crossover_lo/hi "
+            "bracket it, crossover_n interpolates log(ratio) linearly in log n; NaN when never "
+            "faster; crossover_n = the first n and crossover_lo = NaN when faster from the first "
+            "n\n",
             name, name);
     for (size_t i = 0; i < keys->count; i++)
         fprintf(out, "%s\t", keys->names[i]);

@@ -1,6 +1,7 @@
 /* stats.c — quantiles (type 7), per-x medians, log-log least squares and crossover n.
  *
- * Definitions are in stats.h.  Pure functions: they allocate scratch, but never print or read files.
+ * The definitions are in stats.h.  Pure functions: they allocate scratch, but never print or read
+ * files.
  */
 #include "config.h"
 

@@ -26,7 +26,8 @@ extern "C" {
  * x is reordered in place (as gsl_stats_median reorders its input).  O(n log n). */
 size_t attn_stats_sort_finite(double *x, size_t n);
 
-/* Q(p) of the ascending, NaN-free values sorted[0..N).  p outside [0, 1] or N == 0 gives NaN. O(1). */
+/* Q(p) of the ascending, NaN-free values sorted[0..N).  p outside [0, 1] or N == 0 gives NaN.
+ * O(1). */
 double attn_stats_quantile_sorted(const double *sorted, size_t N, double p);
 
 /* Q(p) of x[0..n), NaN ignored.  x is reordered (see attn_stats_sort_finite). */

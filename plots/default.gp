@@ -1,14 +1,17 @@
 # default.gp — the figures of the default sweep (experiments/configs/default.ini).
 #
-#   figures/default_error.{pdf,png}     median relative Frobenius error of the output vs n, per spec,
+#   figures/default_error.{pdf,png}     median ||O^ - O||_F / ||O||_F vs n of every approximate spec,
 #                                       with interquartile bars; one panel per data label
-#   figures/default_time.{pdf,png}      median apply time vs n, per spec, with the fitted log-log
-#                                       slopes in the key and a slope-2 reference line through
-#                                       exact's first point; one panel per data label
-#   figures/default_spectrum.{pdf,png}  singular values sigma_k / sigma_1 of the attention matrix of
-#                                       exact and each approximation on one real head
+#   figures/default_time.{pdf,png}      median apply time vs n of every spec (exact included), the
+#                                       fitted log-log slope b of each curve in the panel's key, and
+#                                       a line of slope 2 through the first point of exact; one
+#                                       panel per data label
+#   figures/default_spectrum.{pdf,png}  sigma_k / sigma_1 of the attention matrices of exact and of
+#                                       each approximation on one real head, at its largest n
+# Colours follow the method family, symbols the spec within it; bidirectional curves are solid with
+# filled symbols, causal ones dashed with open symbols (plots/style.gp).
 #
-# Inputs (results/):
+# Inputs (results/; results/default.tsv, every point, is made for readers but not needed here):
 #   default_agg.tsv       attn-aggregate --by data_label,method,spec,causal,n --of err_out_rel_fro,...
 #   default_fit.tsv       attn-aggregate --fit time_apply_s --by data_label,method,spec,causal
 #   default_spectrum.tsv  attn-h5cat --spectra
@@ -22,7 +25,7 @@ fits = results . '/' . fig . '_fit.tsv'
 spectra = results . '/' . fig . '_spectrum.tsv'
 
 labels = tsv_unique(agg, "data_label")
-specs = tsv_unique(agg, "spec")
+specs = tsv_unique_sorted(agg, "spec")
 nlabels = words(labels)
 nspecs = words(specs)
 if (nlabels == 0) {
@@ -46,16 +49,16 @@ pick_err(L, s, cz, col) = method_of(s) eq "exact" ? NaN : pick(L, s, cz, col)
 # approximate specs by colour, then the line styles of bidirectional and causal.
 # Rows that the panel of label L can draw (a positive median error of an approximation).
 err_rows(L) = int(tsv_awk(agg, sprintf('$c["data_label"] == "%s" && $c["method"] != "exact" && $c["err_out_rel_fro_med"] + 0 > 0 {m++} END {print m + 0}', L)))
-key_entries = nspecs + 1
-key_rows = (key_entries + 3) / 4
-key_top = 0.015 + 0.045 * key_rows
+# The shared key band below the panels, three entries to a row (gnuplot fits its columns to the
+# longest title, so this is a safe estimate for specs of ordinary length).
+key_top(entries) = 0.015 + 0.035 * ((entries + 2) / 3)
 
 do for [ext in out_formats] {
     eval out_begin(fig . '_error', ext)
     set multiplot title "Output error against exact attention (median over heads and layers; bars: quartiles)"
     do for [p = 1:nlabels] {
         L = word(labels, p)
-        eval panel_at(p, panel_rows, panel_cols, 0.1, 0.98, key_top + 0.09, 0.92, 0.1, 0.1)
+        eval panel_at(p, panel_rows, panel_cols, 0.1, 0.98, key_top(nspecs + 1) + 0.09, 0.92, 0.1, 0.1)
         @loglog
         set title L noenhanced offset 0, -0.5
         if (bottom_row(p)) { set xlabel "n (tokens)" } else { unset xlabel }
@@ -72,8 +75,8 @@ do for [ext in out_formats] {
                           ps 0.7 dt causal_dt(cz) notitle
         }
     }
-    eval key_panel(0.02, 0.98, 0.01, key_top)
-    set key maxrows key_rows samplen 3 width 2
+    eval key_panel(0.02, 0.98, 0.01, key_top(nspecs + 1))
+    set key samplen 3 width 2
     plot for [k = 1:nspecs] NaN with linespoints lc rgb spec_color(specs, k) \
              pt spec_pt(specs, k, 0) ps 0.7 \
              title (method_of(word(specs, k)) eq "exact" ? "" : word(specs, k)), \
@@ -92,41 +95,53 @@ exact_first(L) = tsv_awk(agg, sprintf('$c["data_label"] == "%s" && $c["method"] 
 # log10 of the smallest and largest median apply time in a panel: "lo hi", or "" when none.
 time_range(L) = tsv_awk(agg, sprintf('$c["data_label"] == "%s" && $c["time_apply_s_med"] + 0 > 0 {v = log($c["time_apply_s_med"]) / log(10); if (!m++ || v < lo) lo = v; if (m == 1 || v > hi) hi = v} END {if (m) print lo, hi}', L))
 
+# Headroom for the slope key: the data keep the lower (1 - f) of the panel, f growing with the
+# key's rows (one per spec plus its title).
+key_frac = 0.08 * (nspecs + 1)
+key_frac = key_frac > 0.6 ? 0.6 : key_frac
+
 do for [ext in out_formats] {
     eval out_begin(fig . '_time', ext)
-    set multiplot title "Apply time (median over heads and layers; b: fitted log-log slope; grey: slope 2 through the first point of exact)"
+    set multiplot title "Apply time (median over heads and layers); b: fitted log-log slope; grey: ∝ n² through exact"
     do for [p = 1:nlabels] {
         L = word(labels, p)
-        eval panel_at(p, panel_rows, panel_cols, 0.1, 0.96, 0.1, 0.92, 0.1, 0.1)
+        eval panel_at(p, panel_rows, panel_cols, 0.1, 0.98, key_top(nspecs + 3) + 0.09, 0.92, 0.1, 0.1)
         @loglog
         set title L noenhanced offset 0, -0.5
         if (bottom_row(p)) { set xlabel "n (tokens)" } else { unset xlabel }
         set ylabel "time of one apply (s)"
-        # The key (two columns) sits above the data: the y range gets headroom in decades.
-        set key top left reverse Left samplen 1.5 spacing 0.85 font ",7" width -4 \
-            maxrows (2 * nspecs + 2) / 2
         r = time_range(L)
         if (words(r) != 2) {
             unset key
             eval empty_panel("no positive apply time")
             continue
         }
-        lo = real(word(r, 1))
+        lo = floor(real(word(r, 1)))
         hi = real(word(r, 2))
-        set yrange [10**floor(lo) : 10**(hi + 0.15 + 0.6 * (hi - lo + 0.3))]
+        hi = hi < lo + 0.5 ? lo + 0.5 : hi
+        set yrange [10**lo : 10**(lo + (hi - lo + 0.1) / (1 - key_frac))]
+        # The panel's key: b of each curve, bidirectional in the first column, causal in the
+        # second; colours and symbols are explained by the shared key below the panels.
+        set key top left vertical maxrows nspecs samplen 1.2 spacing 0.85 font ",7" width -1 \
+            title "b: bidirectional, causal" left
         e = exact_first(L)
         n0 = words(e) == 2 ? real(word(e, 1)) : NaN
         t0 = words(e) == 2 ? real(word(e, 2)) : NaN
-        plot for [k = 1:nspecs] for [cz = 0:1] \
+        plot for [cz = 0:1] for [k = 1:nspecs] \
                  agg using (pick(L, word(specs, k), cz, "n")) \
                            :(pick(L, word(specs, k), cz, "time_apply_s_med")) \
                  with linespoints lc rgb spec_color(specs, k) pt spec_pt(specs, k, cz) ps 0.7 \
-                      dt causal_dt(cz) \
-                 title sprintf("%s%s: b = %s", word(specs, k), (cz ? " causal" : ""), \
-                               slope_of(L, word(specs, k), cz)), \
+                      dt causal_dt(cz) title slope_of(L, word(specs, k), cz), \
              (x >= n0 ? t0 * (x / n0)**2 : NaN) with lines lc rgb "#808080" dt (8, 6) lw 1 \
-                 title "∝ n² (slope 2)"
+                 notitle
     }
+    eval key_panel(0.02, 0.98, 0.01, key_top(nspecs + 3))
+    set key samplen 3 width 2
+    plot for [k = 1:nspecs] NaN with linespoints lc rgb spec_color(specs, k) \
+             pt spec_pt(specs, k, 0) ps 0.7 title word(specs, k), \
+         for [cz = 0:1] NaN with linespoints lc rgb "#404040" pt (cz ? 6 : 7) ps 0.7 \
+             dt causal_dt(cz) title causal_name(cz), \
+         NaN with lines lc rgb "#808080" dt (8, 6) lw 1 title "slope 2"
     eval out_end
 }
 
@@ -156,7 +171,7 @@ do for [ext in out_formats] {
     set mytics 10
     set xlabel "k (index of the singular value)"
     set ylabel "σ_k / σ_1"
-    set key top right samplen 2 box lc rgb "#c0c0c0"
+    set key bottom left samplen 2 box lc rgb "#c0c0c0"
     if (words(sp_specs) == 0) {
         set title "Singular values of the attention matrix"
         unset key

@@ -16,11 +16,16 @@
 #   tsv_awk(file, prog)      run an awk program over the data rows of a TSV, with c["name"] the
 #                            index of column name (so awk also refers to columns by name)
 #   tsv_unique(file, col)    the distinct values of a column, space separated, in file order
+#   tsv_unique_sorted(file, col)   the same in natural order (band:w=8 before band:w=32)
+#   tsv_filter(file, cond)   a "< awk ..." data source: the header and the rows where cond holds
 #   method_of(spec), family_of(method)
-#   spec_color(specs, k), spec_pt(specs, k, causal), causal_dt(causal)
+#   spec_color(specs, k), spec_pt(specs, k, causal), causal_dt(causal), causal_name(causal)
 #                            colour by method family (shades within a family, in the order of the
 #                            specs list), point shape by position in the family, filled symbols and
 #                            solid lines for bidirectional, open symbols and dashed lines for causal
+#   panel_at(p, rows, cols, x0, x1, y0, y1, gx, gy), key_panel(x0, x1, y0, y1)
+#                            multiplot panels placed by hand, and a band that shows only a key
+#   empty_panel(msg)         a panel that says why it has no data (instead of a gnuplot error)
 #   @loglog                  log-log axes with n on a base-2 axis
 #
 # Strings from the data (specs, labels) contain '_', ':', ',' and '='; print them with
@@ -45,7 +50,7 @@ out_font = "Sans,9"
 out_width_in = 7.0
 out_height_in = 5.0
 out_term(ext) = ext eq "pdf" \
-    ? sprintf("set terminal pdfcairo enhanced color font '%s' size %.2fin,%.2fin linewidth 1.2 pointscale 0.55", \
+    ? sprintf("set terminal pdfcairo enhanced color font '%s' size %.2fin,%.2fin linewidth 1.0 pointscale 0.45", \
               out_font, out_width_in, out_height_in) \
     : sprintf("set terminal pngcairo enhanced color font '%s' fontscale 1.45 size %d,%d linewidth 1.6", \
               out_font, int(out_width_in * 150), int(out_height_in * 150))
@@ -72,7 +77,7 @@ key_panel(x0, x1, y0, y1) = sprintf( \
     "set lmargin at screen %.4f; set rmargin at screen %.4f; set bmargin at screen %.4f; set tmargin at screen %.4f; ", \
     x0, x1, y0, y1) . \
     "unset title; unset xlabel; unset ylabel; unset border; unset tics; unset grid; unset logscale; " . \
-    "set xrange [0:1]; set yrange [0:1]; set key center center horizontal"
+    "set xrange [0:1]; set yrange [0:1]; set key default; set key noenhanced center center horizontal"
 
 # ---------------------------------------------------------------------------------------------
 # Reading TSV by column name with awk (for lists of values, filters and single lookups).
@@ -80,6 +85,10 @@ tsv_awk(file, prog) = system("awk -F'\t' '/^#/ {next} !h {for (i = 1; i <= NF; i
                              . prog . "' '" . file . "'")
 tsv_unique(file, col) = tsv_awk(file, sprintf('!($c["%s"] in s) {s[$c["%s"]] = 1; printf "%%s ", $c["%s"]}', \
                                               col, col, col))
+# The same in natural order (sort -V: band:w=8 before band:w=32 before band:w=128).
+tsv_unique_sorted(file, col) = system("awk -F'\t' '/^#/ {next} !h {for (i = 1; i <= NF; i++) c[$i] = i; h = 1; next} " \
+    . sprintf('!($c["%s"] in s) {s[$c["%s"]] = 1; print $c["%s"]}', col, col, col) \
+    . "' '" . file . "' | sort -V | tr '\n' ' '")
 # A filter for `plot '< ...'`: the header line and the data rows for which cond (awk) holds.
 tsv_filter(file, cond) = "< awk -F'\t' '/^#/ {next} !h {for (i = 1; i <= NF; i++) c[$i] = i; h = 1; print; next} " \
                          . cond . "' '" . file . "'"
