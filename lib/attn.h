@@ -121,6 +121,9 @@ typedef struct attn_param {
 #define ATTN_CAN_RECT (1u << 2)     /* supports m != n (bidirectional) */
 #define ATTN_ROW_STOCHASTIC (1u << 3) /* rows of its matrix are nonnegative and sum to one */
 #define ATTN_RANDOM (1u << 4)       /* draws random numbers (has a "seed" parameter) */
+#define ATTN_BUDGET_MONOTONE (1u << 5) /* its matrix error (row TV) never rises with the budget
+                                          (provably, as for a window); otherwise only the largest
+                                          budget is guaranteed to do no worse than the smallest */
 
 size_t attn_method_count(void);
 const attn_method *attn_method_at(size_t index);          /* NULL when index >= count */

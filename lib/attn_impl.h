@@ -20,7 +20,9 @@ struct attn_method {
 
     /* Validate the parameters against plan->problem (ATTN_EPARAM naming the parameter), build the
      * method's structure from shapes and parameters only, and allocate all scratch apply needs
-     * (store it in plan->state and add its size to plan->bytes).  Required. */
+     * (store it in plan->state and add its size to plan->bytes).  A parameter whose default lies
+     * outside its range means "chosen from the problem": init replaces it in plan->values by the
+     * value it chose, and the canonical spec records that.  Required. */
     int (*init)(attn_plan *plan);
     /* Free what init allocated; must cope with a half-built state.  NULL when init allocates
      * nothing beyond a single calloc'd plan->state (which plan.c frees). */

@@ -84,6 +84,17 @@ int attn_plan_create(attn_plan **out, const char *spec, const attn_problem *prob
     status = method->init(plan);
     if (status != ATTN_OK)
         goto fail;
+    /* init resolves parameters that default to a value chosen from the problem ("auto"): the
+     * canonical spec records the resolved values, so that it recreates the same plan. */
+    attn_spec_format(method, plan->values, canonical, sizeof canonical);
+    if (strcmp(canonical, plan->spec) != 0) {
+        char *resolved = realloc(plan->spec, strlen(canonical) + 1);
+        if (resolved == NULL) {
+            status = ATTN_ERR(ATTN_ENOMEM, "plan spec");
+            goto fail;
+        }
+        plan->spec = strcpy(resolved, canonical);
+    }
     *out = plan;
     return ATTN_OK;
 fail:

@@ -131,8 +131,14 @@ size_t attn_method_describe(const attn_method *method, char *buf, size_t len)
                 put(buf, len, &pos, "%s%s", c ? ", " : "", p->choices[c]);
             put(buf, len, &pos, "}  %s\n", p->doc);
         } else {
-            put(buf, len, &pos, "    %-12s = %-10.6g [%g, %g]%s  %s\n", p->name, p->value, p->lo,
-                p->hi, p->integer ? " integer" : "", p->doc);
+            /* A default outside the range means "chosen from the problem" (see the doc). */
+            char def[32];
+            if (p->value < p->lo || p->value > p->hi)
+                snprintf(def, sizeof def, "auto");
+            else
+                snprintf(def, sizeof def, "%.6g", p->value);
+            put(buf, len, &pos, "    %-12s = %-10s [%g, %g]%s  %s\n", p->name, def, p->lo, p->hi,
+                p->integer ? " integer" : "", p->doc);
         }
     }
     return pos;

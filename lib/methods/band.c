@@ -4,7 +4,8 @@
  * renormalized over that window and every other entry of the row is zero.  It needs m == n: a
  * window in index space would leave rows of a rectangular problem empty.  Apply streams tiles of up to ATTN_TILE_Q
  * queries (fewer for small w, so little work is wasted) over the union of their windows with the
- * shared accumulator, masking at the window's edges.  Cost O(n (w + tile) (d + dv)), scratch
+ * shared accumulator, masking at the window's edges.  The row TV distance to exact is the mass
+ * exact attention puts outside the window, so it never rises with w (ATTN_BUDGET_MONOTONE).  Cost O(n (w + tile) (d + dv)), scratch
  * O(tile (ATTN_TILE_K + dv)).  Exact when w >= max(n, m) - 1.
  * Reference: Beltagy, Peters, Cohan, "Longformer: The Long-Document Transformer",
  * arXiv:2004.05150.
@@ -118,7 +119,7 @@ const attn_method attn_method_band = {
     .id = "band",
     .summary = "sliding-window attention: softmax over keys within w positions of the query",
     .reference = "Beltagy, Peters, Cohan, Longformer, arXiv:2004.05150 (2020)",
-    .caps = ATTN_CAN_CAUSAL | ATTN_CAN_BIDIR | ATTN_ROW_STOCHASTIC,
+    .caps = ATTN_CAN_CAUSAL | ATTN_CAN_BIDIR | ATTN_ROW_STOCHASTIC | ATTN_BUDGET_MONOTONE,
     .params = band_params,
     .budget = "w",
     .init = band_init,
