@@ -70,6 +70,7 @@ static const struct {
     { "layer", ATTN_COL_I64, FROM_POINTS },      { "head", ATTN_COL_I64, FROM_POINTS },
     { "n", ATTN_COL_I64, FROM_POINTS },          { "causal", ATTN_COL_I64, FROM_POINTS },
     { "method", ATTN_COL_STR, FROM_POINTS },     { "spec", ATTN_COL_STR, FROM_POINTS },
+    { "config_spec", ATTN_COL_STR, FROM_POINTS },
     { "k", ATTN_COL_I64, SPECTRUM_K },           { "sigma", ATTN_COL_F64, SPECTRUM_SIGMA },
     { "sigma_rel", ATTN_COL_F64, SPECTRUM_SIGMA_REL },
 };
@@ -94,7 +95,7 @@ static void usage(FILE *out)
             "  --where col=value      only rows with col equal to value (numeric columns compare\n"
             "                         as numbers); repeat to require several\n"
             "  --spectra              one row per singular value of /spectra/<point_id>, columns\n"
-            "                         point_id data_label layer head n causal method spec k sigma\n"
+            "                         point_id data_label layer head n causal method spec config_spec k sigma\n"
             "                         sigma_rel (sigma / sigma_1)\n"
             "  -h, --help             this text\n",
             program);

@@ -976,8 +976,10 @@ static void progress(run_state *st, int final)
 {
     if (st->opts->quiet)
         return;
+    /* On a terminal the line is redrawn twice a second; in a log, one line every 15 s. */
+    int tty = isatty(fileno(stderr));
     double t = now();
-    if (!final && t - st->last_progress < 0.5)
+    if (!final && t - st->last_progress < (tty ? 0.5 : 15.0))
         return;
     st->last_progress = t;
     const sweep_summary *s = st->summary;
@@ -987,11 +989,10 @@ static void progress(run_state *st, int final)
     char eta_text[32] = "?";
     if (!isnan(eta))
         snprintf(eta_text, sizeof eta_text, "%.0f s", eta);
-    fprintf(stderr, "\rattn-sweep: %zu/%zu points (%zu skipped, %zu failed), %.1f s elapsed, "
-                    "ETA %s   ",
-            handled, s->mine, s->skipped, s->failed, elapsed, final ? "0 s" : eta_text);
-    if (final)
-        fputc('\n', stderr);
+    fprintf(stderr, "%sattn-sweep: %zu/%zu points (%zu skipped, %zu failed), %.1f s elapsed, "
+                    "ETA %s%s",
+            tty ? "\r" : "", handled, s->mine, s->skipped, s->failed, elapsed,
+            final ? "0 s" : eta_text, tty && !final ? "   " : "\n");
     fflush(stderr);
 }
 
@@ -1031,6 +1032,7 @@ static int run_visit(void *user, const point *p, int64_t id)
     row.dv = (int64_t) in->dv;
     row.causal = p->causal;
     row.spec = cfg->specs[p->spec];
+    row.config_spec = cfg->specs[p->spec];
     char method[128];
     snprintf(method, sizeof method, "%.*s", (int) strcspn(cfg->specs[p->spec], ":"),
              cfg->specs[p->spec]);

@@ -12,8 +12,8 @@
 # filled symbols, causal ones dashed with open symbols (plots/style.gp).
 #
 # Inputs (results/; results/default.tsv, every point, is made for readers but not needed here):
-#   default_agg.tsv       attn-aggregate --by data_label,method,spec,causal,n --of err_out_rel_fro,...
-#   default_fit.tsv       attn-aggregate --fit time_apply_s --by data_label,method,spec,causal
+#   default_agg.tsv       attn-aggregate --by data_label,method,config_spec,causal,n --of err_out_rel_fro,...
+#   default_fit.tsv       attn-aggregate --fit time_apply_s --by data_label,method,config_spec,causal
 #   default_spectrum.tsv  attn-h5cat --spectra
 # Run from the source directory:
 #   gnuplot -e "results='<abs>/results'; figures='<abs>/figures'; fig='default'" plots/default.gp
@@ -25,7 +25,7 @@ fits = results . '/' . fig . '_fit.tsv'
 spectra = results . '/' . fig . '_spectrum.tsv'
 
 labels = tsv_unique(agg, "data_label")
-specs = tsv_unique_sorted(agg, "spec")
+specs = tsv_unique_sorted(agg, "config_spec")
 nlabels = words(labels)
 nspecs = words(specs)
 if (nlabels == 0) {
@@ -39,7 +39,7 @@ panel_rows = (nlabels + panel_cols - 1) / panel_cols
 bottom_row(p) = p > nlabels - panel_cols
 
 # The rows of one curve: data label, spec and causal flag.
-is_curve(L, s, cz) = strcol("data_label") eq L && strcol("spec") eq s && column("causal") == cz
+is_curve(L, s, cz) = strcol("data_label") eq L && strcol("config_spec") eq s && column("causal") == cz
 pick(L, s, cz, col) = is_curve(L, s, cz) ? column(col) : NaN
 # Exact's error is zero or rounding: it is left out of the log-scale error figure.
 pick_err(L, s, cz, col) = method_of(s) eq "exact" ? NaN : pick(L, s, cz, col)
@@ -88,7 +88,7 @@ do for [ext in out_formats] {
 # ---------------------------------------------------------------------------------------------
 # Apply time vs n, one panel per data label, with the fitted log-log slope b of each curve in the
 # key (from the fit file) and a slope-2 line through exact's first point.
-slope_of(L, s, cz) = tsv_awk(fits, sprintf('$c["data_label"] == "%s" && $c["spec"] == "%s" && $c["causal"] == %d {if ($c["slope"] == "NaN") printf "n/a"; else printf "%%.2f", $c["slope"]}', L, s, cz))
+slope_of(L, s, cz) = tsv_awk(fits, sprintf('$c["data_label"] == "%s" && $c["config_spec"] == "%s" && $c["causal"] == %d {if ($c["slope"] == "NaN") printf "n/a"; else printf "%%.2f", $c["slope"]}', L, s, cz))
 # Exact's first point (smallest n, bidirectional) in a panel: "n time", or "" when exact is absent.
 exact_first(L) = tsv_awk(agg, sprintf('$c["data_label"] == "%s" && $c["method"] == "exact" && $c["causal"] == 0 && $c["time_apply_s_med"] != "NaN" {print $c["n"], $c["time_apply_s_med"]; exit}', L))
 
@@ -155,7 +155,7 @@ sp_cond = sprintf('$c["data_label"] == "%s" && $c["layer"] == %d && $c["head"] =
                   sp_label, sp_layer, sp_head, sp_causal)
 sp_n = tsv_awk(spectra, sp_cond . ' && $c["n"] + 0 > m {m = $c["n"] + 0} END {if (m > 0) print m}')
 sp_specs = words(sp_n) > 0 \
-    ? tsv_awk(spectra, sp_cond . sprintf(' && $c["n"] == %s && !($c["spec"] in s) {s[$c["spec"]] = 1; printf "%%s ", $c["spec"]}', sp_n)) \
+    ? tsv_awk(spectra, sp_cond . sprintf(' && $c["n"] == %s && !($c["config_spec"] in s) {s[$c["config_spec"]] = 1; printf "%%s ", $c["config_spec"]}', sp_n)) \
     : ""
 sp_data = words(sp_n) > 0 ? tsv_filter(spectra, sp_cond . ' && $c["n"] == ' . sp_n) : ""
 
@@ -182,7 +182,7 @@ do for [ext in out_formats] {
         set xrange [1:real(sp_n)]
         nsp = words(sp_specs)
         plot for [k = 1:nsp] sp_data \
-            using "k":(strcol("spec") eq word(sp_specs, k) ? column("sigma_rel") : NaN) \
+            using "k":(strcol("config_spec") eq word(sp_specs, k) ? column("sigma_rel") : NaN) \
             with lines lw 1.5 lc rgb spec_color(sp_specs, k) title word(sp_specs, k)
     }
     eval out_end
