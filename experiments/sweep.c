@@ -102,7 +102,25 @@ static const char *raw_get(const raw_config *raw, const char *section, const cha
     return NULL;
 }
 
-/* Section names: "sweep" and "method ID" (stored as "ID"). */
+/* The method id of a section stored as "ID" or "ID/NAME" (several sections of one method). */
+static const attn_method *section_method(const char *section)
+{
+    char id[256];
+    snprintf(id, sizeof id, "%.*s", (int) strcspn(section, "/"), section);
+    return attn_method_find(id);
+}
+
+/* The "unknown method" message of the spec parser, for a section's id. */
+static void unknown_section_method(const char *section)
+{
+    char id[256];
+    snprintf(id, sizeof id, "%.*s", (int) strcspn(section, "/"), section);
+    const attn_method *none = NULL;
+    double values[64];
+    attn_spec_parse(id, &none, values);
+}
+
+/* Section names: "sweep" and "method ID" or "method ID/NAME" (stored as "ID" or "ID/NAME"). */
 static int on_ini(void *user, const char *section, const char *key, const char *value)
 {
     raw_config *raw = user;
@@ -116,8 +134,8 @@ static int on_ini(void *user, const char *section, const char *key, const char *
         while (*id == ' ')
             id++;
         snprintf(name, sizeof name, "%s", id);
-        if (attn_method_find(name) == NULL) {
-            attn_spec_parse(name, &(const attn_method *){ NULL }, (double[64]){ 0 });
+        if (section_method(name) == NULL) {
+            unknown_section_method(name);
             snprintf(raw->error, sizeof raw->error, "section [%s]: %s", section,
                      attn_last_error());
             return 0;
@@ -315,9 +333,10 @@ static int add_spec(sweep_config *cfg, const char *spec)
 
 /* Expand one [method ID] section: the cartesian product of its parameter lists, each spec parsed
  * (so bad parameters fail here, naming the section) and stored canonical. */
-static int expand_method(sweep_config *cfg, const raw_config *raw, const char *id)
+static int expand_method(sweep_config *cfg, const raw_config *raw, const char *section)
 {
-    const attn_method *method = attn_method_find(id);
+    const attn_method *method = section_method(section);
+    const char *id = attn_method_name(method);
     const attn_param *params = attn_method_params(method);
     size_t np = 0;
     while (params[np].name != NULL)
@@ -329,7 +348,7 @@ static int expand_method(sweep_config *cfg, const raw_config *raw, const char *i
     size_t ng = 0;
     int status = ATTN_OK;
     for (size_t t = 0; t < raw->count && status == ATTN_OK; t++) {
-        if (strcmp(raw->items[t].section, id) != 0 || raw->items[t].key[0] == '\0')
+        if (strcmp(raw->items[t].section, section) != 0 || raw->items[t].key[0] == '\0')
             continue; /* "" marks a section without keys */
         long p = -1;
         for (size_t q = 0; q < np; q++)
@@ -562,8 +581,8 @@ static int find_sections(raw_config *raw, const char *path)
         *e = '\0';
         char *name = trim(s + 1);
         if (strncmp(name, "method ", 7) == 0 && raw_get(raw, trim(name + 7), "") == NULL) {
-            if (attn_method_find(trim(name + 7)) == NULL) {
-                attn_spec_parse(trim(name + 7), &(const attn_method *){ NULL }, (double[64]){ 0 });
+            if (section_method(trim(name + 7)) == NULL) {
+                unknown_section_method(trim(name + 7));
                 fclose(f);
                 return attn_error_context(ATTN_ECONFIG, "%s:%d: section [%s]", path, lineno,
                                           name);
@@ -625,7 +644,7 @@ int sweep_config_load(sweep_config **out, const char *path, const char *const *o
             *dotk = '\0';
             section = key;
             key = dotk + 1;
-            if (strcmp(section, "sweep") != 0 && attn_method_find(section) == NULL) {
+            if (strcmp(section, "sweep") != 0 && section_method(section) == NULL) {
                 status = ATTN_ERR(ATTN_ECONFIG, "--set %s.%s: unknown section '%s' (sweep or a "
                                                 "method id)", section, key, section);
                 goto fail;

@@ -18,7 +18,9 @@
  *     [method band]
  *     w = 8, 32, 128                ; lists and ranges; the cartesian product of all parameters
  *
- * A key continued on indented lines, or given twice, lists all its values.
+ * A key continued on indented lines, or given twice, lists all its values.  One method may have
+ * several sections, [method ID/NAME], each expanded on its own (e.g. combinations of parameters
+ * that are not a cartesian product); --set ID/NAME.key=value overrides in one of them.
  * Points are (source, layer, head, n, causal, seed, spec) expanded in that nesting order (spec
  * innermost), numbered from 0: the same config gives the same numbering on every machine.  A
  * source's n values above its length are left out of the grid.

@@ -106,6 +106,28 @@ Test(sweep, config_expands_methods_canonically)
     free(path);
 }
 
+Test(sweep, several_sections_of_one_method)
+{
+    char *path = write_ini("named.ini", "[sweep]\n"
+                                        "data = gauss:n=32,d=4\n"
+                                        "n = 32\n"
+                                        "[method band/narrow]\n"
+                                        "w = 1, 2\n"
+                                        "[method band/wide]\n"
+                                        "w = 16\n");
+    sweep_config *cfg = NULL;
+    cr_assert_eq(sweep_config_load(&cfg, path, NULL, 0), ATTN_OK, "%s", attn_last_error());
+    cr_assert_eq(cfg->nspecs, 3);
+    cr_assert_str_eq(cfg->specs[0], "band:w=1");
+    cr_assert_str_eq(cfg->specs[2], "band:w=16");
+    sweep_config_free(cfg);
+    const char *set[] = { "band/wide.w=8" };
+    cr_assert_eq(sweep_config_load(&cfg, path, set, 1), ATTN_OK, "%s", attn_last_error());
+    cr_assert_str_eq(cfg->specs[2], "band:w=8");
+    sweep_config_free(cfg);
+    free(path);
+}
+
 static void expect_config_error(const char *name, const char *text, const char *needle)
 {
     char *path = write_ini(name, text);
@@ -134,6 +156,8 @@ Test(sweep, config_errors_are_named)
                         "parameter w = 1.5 must be an integer");
     expect_config_error("section.ini", "[sweeps]\ndata = gauss:n=8\n",
                         "unknown section [sweeps]");
+    expect_config_error("badnamed.ini", "[sweep]\ndata = gauss:n=8\nn = 8\n[method bnd/x]\nw = 1\n",
+                        "unknown method 'bnd'");
 }
 
 Test(sweep, run_writes_points_and_rerun_skips)
