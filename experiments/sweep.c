@@ -922,7 +922,9 @@ static int compute_point(run_state *st, const point *p, attn_row *row, int64_t i
     char spec[1100];
     const attn_method *method = NULL;
     double values[64];
-    ATTN_TRY(attn_spec_parse(cfg->specs[p->spec], &method, values), "spec");
+    int parsed = attn_spec_parse(cfg->specs[p->spec], &method, values);
+    if (parsed != ATTN_OK)
+        return parsed;
     const attn_param *params = attn_method_params(method);
     for (size_t t = 0; params[t].name != NULL; t++)
         if (strcmp(params[t].name, "seed") == 0)

@@ -260,6 +260,18 @@ Test(combiner_fixed, auto_block_is_resolved_in_the_spec)
     /* sqrt(1000) = 31.6: the power of two at or above it is 32. */
     cr_assert_str_eq(attn_plan_spec(plan), "combiner_fixed:block=32,pool=max,oracle=none");
     attn_plan_destroy(plan);
+    /* Unresolved, the default is written "auto", and "auto" reads back. */
+    const attn_method *method = NULL;
+    double values[8];
+    char buf[128];
+    cr_assert_eq(attn_spec_parse("combiner_fixed", &method, values), ATTN_OK);
+    attn_spec_format(method, values, buf, sizeof buf);
+    cr_assert_str_eq(buf, "combiner_fixed:block=auto,pool=max,oracle=none");
+    cr_assert_eq(attn_plan_create(&plan, buf, &pb), ATTN_OK, "%s", attn_last_error());
+    cr_assert_str_eq(attn_plan_spec(plan), "combiner_fixed:block=32,pool=max,oracle=none");
+    attn_plan_destroy(plan);
+    cr_assert_eq(attn_spec_parse("band:w=auto", &method, values), ATTN_EPARAM);
+    cr_assert(tu_error_has("parameter w = 'auto' is not a number"));
 }
 
 Test(combiner_fixed, bad_parameters_are_named)

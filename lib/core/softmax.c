@@ -190,7 +190,7 @@ void attn_acc_add_one(attn_acc *acc, size_t r, double logit, double w, const dou
         return;
     size_t dv = acc->dv;
     double *out = acc->out + r * dv;
-    double s = logit + log(w);
+    double s = w == 1.0 ? logit : logit + log(w);
     if (s > acc->mx[r]) {
         double alpha = acc->mx[r] == -INFINITY ? 0.0 : exp(acc->mx[r] - s);
         acc->sum[r] = acc->sum[r] * alpha + 1.0;

@@ -1,7 +1,9 @@
 /* spec.c — method specs: "name" or "name:key=value,key=value".
  *
  * Parsing fills every parameter with its default and overrides the ones given; each value is
- * checked against the parameter's range and integrality.  The canonical form lists every
+ * checked against the parameter's range and integrality.  A parameter whose default lies outside
+ * its range is chosen from the problem when the plan is made; its default is written "auto" (and
+ * "auto" may be given explicitly).  The canonical form lists every
  * parameter in table order, numbers in the shortest form that reads back to the same double, so
  * that parse(format(x)) == x bit for bit.
  */
@@ -76,6 +78,12 @@ static int parse_value(const attn_method *method, const attn_param *p, const cha
         }
         return ATTN_ERR(ATTN_EPARAM, "%s: parameter %s = '%s' is not one of {%s}", method->id,
                         p->name, text, names);
+    }
+    /* A default outside the range means "chosen from the problem" and is written "auto". */
+    int has_auto = p->value < p->lo || p->value > p->hi;
+    if (has_auto && strcmp(text, "auto") == 0) {
+        *value = p->value;
+        return ATTN_OK;
     }
     char *end = NULL;
     errno = 0;
@@ -163,6 +171,8 @@ size_t attn_spec_format(const attn_method *method, const double *values, char *b
         const char *text = number;
         if (p->choices != NULL)
             text = p->choices[(size_t) values[t]];
+        else if (values[t] == p->value && (p->value < p->lo || p->value > p->hi))
+            text = "auto";
         else
             format_number(values[t], number, sizeof number);
         k = snprintf(pos < len ? buf + pos : NULL, pos < len ? len - pos : 0, "%c%s=%s",

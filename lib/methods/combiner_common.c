@@ -2,6 +2,7 @@
  * Combiner variants (see combiner.h for the definitions).  Defines no method of its own. */
 #include "config.h"
 
+#include <cblas.h>
 #include <math.h>
 #include <string.h>
 
@@ -41,6 +42,12 @@ void combiner_pool_rows(const double *X, size_t d, const size_t *idx, size_t cou
     }
 }
 
+/* 1 when idx[0..count) are consecutive positions (a block): then BLAS works on the rows in place. */
+static int is_block(const size_t *idx, size_t count)
+{
+    return idx[count - 1] - idx[0] == count - 1;
+}
+
 double combiner_summarize(const attn_problem *pb, int pool, const double *Q, const double *K,
                           const double *V, const size_t *idx, size_t count, double *kt,
                           double *vt, double *scratch)
@@ -50,15 +57,25 @@ double combiner_summarize(const attn_problem *pb, int pool, const double *Q, con
     combiner_pool_rows(K, d, idx, count, pool, kt);
     combiner_pool_rows(Q, d, idx, count, pool, qt);
     /* Local distribution p(j | Omega) = softmax_j(s q~ . k_j), the same for every query. */
-    for (size_t t = 0; t < count; t++)
-        w[t] = combiner_logit(qt, K + idx[t] * d, d, pb->scale);
+    int block = is_block(idx, count);
+    if (block)
+        cblas_dgemv(CblasRowMajor, CblasNoTrans, (int) count, (int) d, pb->scale,
+                    K + idx[0] * d, (int) d, qt, 1, 0.0, w, 1);
+    else
+        for (size_t t = 0; t < count; t++)
+            w[t] = combiner_logit(qt, K + idx[t] * d, d, pb->scale);
     double inv = 1.0 / attn_vexp_sum(w, count, attn_row_max(w, count));
-    memset(vt, 0, dv * sizeof *vt);
-    for (size_t t = 0; t < count; t++) {
-        const double *v = V + idx[t] * dv;
-        double p = w[t] * inv;
-        for (size_t c = 0; c < dv; c++)
-            vt[c] += p * v[c];
+    if (block) {
+        cblas_dgemv(CblasRowMajor, CblasTrans, (int) count, (int) dv, inv, V + idx[0] * dv,
+                    (int) dv, w, 1, 0.0, vt, 1);
+    } else {
+        memset(vt, 0, dv * sizeof *vt);
+        for (size_t t = 0; t < count; t++) {
+            const double *v = V + idx[t] * dv;
+            double p = w[t] * inv;
+            for (size_t c = 0; c < dv; c++)
+                vt[c] += p * v[c];
+        }
     }
     return pool == COMBINER_POOL_MEAN_LOG ? log((double) count) : 0.0;
 }
