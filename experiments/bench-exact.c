@@ -3,8 +3,10 @@
  *     bench-exact [--numpy-script FILE --python PYTHON] [--out FILE] [--quick] [--rss-n N]
  *
  * What is measured, in one run so that the ratios compare like with like:
- *   1. dgemm: square cblas_dgemm at n = 4096, 2 n^3 flops, best of 3 wall times.  This is the
- *      machine's attainable rate with this BLAS, kernel and thread count.
+ *   1. dgemm: square cblas_dgemm at n = 4096, 2 n^3 flops, best of 3 wall times, once at the
+ *      start and once at the end of the run; the faster is the machine's attainable rate with
+ *      this BLAS, kernel and thread count (a shared machine's load changes during a run, and a
+ *      WARNING is printed when the two differ by more than 10%).
  *   2. exact: attn_plan_apply of spec "exact" (lib/methods/exact.c, the streaming kernel of
  *      lib/core/softmax.c) at n = m = 1024 ... 16384, d = dv = 64, bidirectional and causal.
  *      Nominal flops 4 n^2 d (the two products Q K^T and P V), half of that when causal; exps are
@@ -15,7 +17,8 @@
  *      n x n logits, softmax with the row maximum subtracted, multiply by V; float64) at
  *      n = 4096, d = 64, run through the given python with OPENBLAS_NUM_THREADS=1 and
  *      OMP_NUM_THREADS=1.  The script reports its best of 3; we report it beside our time at the
- *      same size.  Skipped with a message when python or NumPy is missing.
+ *      same size, timed again right after the script so that both see the same load.  Skipped
+ *      with a message when python or NumPy is missing.
  *   4. exact_rss: exact attention at n = 16384 and n = 65536 (--rss-n; 1.1 TFLOP at 65536) in a
  *      forked child; the child's peak resident set comes from wait4's rusage (ru_maxrss).  A
  *      forked child starts with the pages it shares with its parent, so the RSS it had at the fork
@@ -57,14 +60,14 @@ static const size_t exact_sizes[] = { 1024, 2048, 4096, 8192, 16384 };
 
 /* One row of the results table; NAN marks a field that does not apply. */
 typedef struct bench_row {
-    const char *benchmark;
-    double n;
-    double d;
-    double causal;
-    double seconds;
-    double gflops;
-    double ratio;      /* gflops / dgemm gflops of this run */
-    double rss_bytes;  /* peak resident set of the child that ran it */
+    const char *benchmark; /* dgemm, exact, numpy_naive, exact_rss */
+    double n;              /* matrix size (dgemm) or sequence length n = m */
+    double d;              /* head dimension d = dv */
+    double causal;         /* 0 or 1 */
+    double seconds;        /* best wall time */
+    double gflops;         /* nominal flops / seconds / 1e9 */
+    double ratio;          /* gflops / dgemm gflops of this run (the faster probe) */
+    double rss_bytes;      /* peak resident set of the child process that ran it */
 } bench_row;
 
 typedef struct bench_table {
@@ -93,7 +96,8 @@ static double now(void)
     return (double) ts.tv_sec + 1e-9 * (double) ts.tv_nsec;
 }
 
-/* splitmix64 (Steele, Lea, Flood 2014): a simple generator whose every seed gives a good stream. */
+/* splitmix64 (Steele, Lea, Flood 2014): small, fast and good enough for timing inputs; fixed
+ * seeds give the same inputs in every run. */
 static uint64_t splitmix64(uint64_t *state)
 {
     uint64_t z = (*state += 0x9e3779b97f4a7c15ull);
@@ -504,8 +508,9 @@ static void print_row(const bench_row *r)
            r->seconds, r->gflops, r->ratio, rss);
 }
 
+/* notes: nnotes pairs of key and text, written as "# key: text" lines. */
 static int write_tsv(const char *path, const bench_table *t, const provenance *p, int quick,
-                     const char *numpy_note)
+                     const char *const *notes, size_t nnotes)
 {
     ATTN_TRY(make_parent_dirs(path), "writing %s", path);
     FILE *f = fopen(path, "w");
@@ -522,14 +527,16 @@ static int write_tsv(const char *path, const bench_table *t, const provenance *p
     fprintf(f, "# host: %s; cpu: %s\n", p->host, p->cpu);
     fprintf(f, "# date: %s; load average at start: %.2f %.2f %.2f\n", p->date, p->load[0],
             p->load[1], p->load[2]);
-    fprintf(f, "# flops: dgemm 2 n^3; exact and numpy_naive 4 n^2 d (half when causal), exps not "
-               "counted; ratio_to_dgemm = gflops / dgemm gflops of this run\n");
+    fprintf(f, "# flops: dgemm 2 n^3; exact and numpy_naive 4 n^2 d (half when causal), exps "
+               "not counted; ratio_to_dgemm = gflops / dgemm gflops of this run (see the dgemm "
+               "line)\n");
     fprintf(f, "# seconds: best wall time (CLOCK_MONOTONIC) of 3 runs (dgemm: 1 with --quick); "
                "exact: of 3 for n <= 8192, of 2 above; numpy_naive: best of 3 inside the script; "
                "exact_rss: one run\n");
     fprintf(f, "# peak_rss_bytes: ru_maxrss of the child process that ran the row (wait4); "
                "includes the pages shared with the parent at fork\n");
-    fprintf(f, "# numpy: %s\n", numpy_note);
+    for (size_t k = 0; k < nnotes; k++)
+        fprintf(f, "# %s: %s\n", notes[2 * k], notes[2 * k + 1]);
     fprintf(f, "benchmark\tn\td\tcausal\tseconds\tgflops\tratio_to_dgemm\tpeak_rss_bytes\n");
     for (size_t i = 0; i < t->count; i++) {
         const bench_row *r = &t->rows[i];
@@ -557,32 +564,42 @@ static int write_tsv(const char *path, const bench_table *t, const provenance *p
 /* ---------------------------------------------------------------------------------------------
  * The run.
  */
+
+/* Progress on stderr: the full run takes a minute or two. */
+static void progress(const char *what)
+{
+    fprintf(stderr, "bench-exact: %s ...\n", what);
+}
+
+static double gemm_rate(double seconds)
+{
+    return 2.0 * pow(DGEMM_N, 3) / seconds / 1e9;
+}
+
 static int run(const char *python, const char *script, const char *out, int quick, size_t rss_n)
 {
     bench_table table = { .count = 0 };
     provenance prov;
     provenance_collect(&prov);
     print_header(&prov);
+    int gemm_repeats = quick ? 1 : 3;
 
-    /* 1. The dgemm rate of this run. */
-    double t_gemm;
-    if (!time_dgemm(DGEMM_N, quick ? 1 : 3, &t_gemm))
+    /* 1. The dgemm rate, probed here and again at the end: on a shared machine the load changes
+     *    during the run, and the faster probe is the better estimate of what the core can do. */
+    double t_gemm_start, t_gemm_end;
+    progress("dgemm n = 4096 (first probe)");
+    if (!time_dgemm(DGEMM_N, gemm_repeats, &t_gemm_start))
         return ATTN_ERR(ATTN_ENOMEM, "dgemm benchmark: 3 x %d x %d doubles", DGEMM_N, DGEMM_N);
-    double gemm_gflops = 2.0 * pow(DGEMM_N, 3) / t_gemm / 1e9;
-    printf("%-12s %6s %4s %6s %10s %9s %8s %12s\n", "benchmark", "n", "d", "causal", "seconds",
-           "GFLOP/s", "x dgemm", "peak RSS");
-    table_add(&table, (bench_row) { .benchmark = "dgemm", .n = DGEMM_N, .d = NAN, .causal = NAN,
-                                    .seconds = t_gemm, .gflops = gemm_gflops, .ratio = 1.0,
-                                    .rss_bytes = NAN });
-    print_row(&table.rows[table.count - 1]);
 
     /* 2. Exact streaming attention. */
-    double t_exact_numpy_n = NAN;
     size_t nsizes = sizeof exact_sizes / sizeof exact_sizes[0];
     for (size_t s = 0; s < nsizes; s++) {
         size_t n = exact_sizes[s];
         if (quick && n > 4096)
             break;
+        char what[64];
+        snprintf(what, sizeof what, "exact n = %zu", n);
+        progress(what);
         operands x = { 0 };
         ATTN_TRY(operands_alloc(&x, n, HEAD_DIM), "exact benchmark");
         for (int causal = 0; causal <= 1; causal++) {
@@ -592,34 +609,42 @@ static int run(const char *python, const char *script, const char *out, int quic
                 operands_free(&x);
                 return status;
             }
-            double gflops = exact_flops(n, HEAD_DIM, causal) / t / 1e9;
             table_add(&table, (bench_row) { .benchmark = "exact", .n = (double) n,
                                             .d = HEAD_DIM, .causal = causal, .seconds = t,
-                                            .gflops = gflops, .ratio = gflops / gemm_gflops,
+                                            .gflops = exact_flops(n, HEAD_DIM, causal) / t / 1e9,
                                             .rss_bytes = NAN });
-            print_row(&table.rows[table.count - 1]);
-            if (n == NUMPY_N && !causal)
-                t_exact_numpy_n = t;
         }
         operands_free(&x);
     }
 
-    /* 3. The naive NumPy reference. */
-    double t_numpy = NAN, rss_numpy = NAN;
-    char reason[512], numpy_note[640];
-    int have_numpy = run_numpy(python, script, NUMPY_N, HEAD_DIM, &t_numpy, &rss_numpy, reason,
-                               sizeof reason);
+    /* 3. The naive NumPy reference.  Our time at the same size is taken right before and right
+     *    after it, and the speedup uses their mean, so that under a changing load both sides are
+     *    timed in the same window. */
+    double t_numpy = NAN, rss_numpy = NAN, t_before = NAN, t_after = NAN, t_exact_numpy_n = NAN;
+    char reason[512], numpy_note[800];
+    progress("numpy naive n = 4096, with exact n = 4096 just before and after");
+    operands xn = { 0 };
+    ATTN_TRY(operands_alloc(&xn, NUMPY_N, HEAD_DIM), "exact benchmark beside numpy");
+    int status = time_exact(&xn, NUMPY_N, HEAD_DIM, 0, exact_repeats(NUMPY_N), &t_before);
+    int have_numpy = status == ATTN_OK && run_numpy(python, script, NUMPY_N, HEAD_DIM, &t_numpy,
+                                                    &rss_numpy, reason, sizeof reason);
+    if (have_numpy)
+        status = time_exact(&xn, NUMPY_N, HEAD_DIM, 0, exact_repeats(NUMPY_N), &t_after);
+    operands_free(&xn);
+    if (status != ATTN_OK)
+        return status;
     if (have_numpy) {
-        double gflops = exact_flops(NUMPY_N, HEAD_DIM, 0) / t_numpy / 1e9;
+        t_exact_numpy_n = 0.5 * (t_before + t_after);
         table_add(&table, (bench_row) { .benchmark = "numpy_naive", .n = NUMPY_N, .d = HEAD_DIM,
-                                        .causal = 0, .seconds = t_numpy, .gflops = gflops,
-                                        .ratio = gflops / gemm_gflops, .rss_bytes = rss_numpy });
-        print_row(&table.rows[table.count - 1]);
+                                        .causal = 0, .seconds = t_numpy,
+                                        .gflops = exact_flops(NUMPY_N, HEAD_DIM, 0) / t_numpy / 1e9,
+                                        .rss_bytes = rss_numpy });
         snprintf(numpy_note, sizeof numpy_note,
-                 "%s %s, speedup of exact over numpy_naive at n = %d: %.3f",
-                 python, script, NUMPY_N, t_numpy / t_exact_numpy_n);
+                 "%s %s; at n = %d, d = %d: numpy_naive %.6g s, exact %.6g s just before and "
+                 "%.6g s just after it, speedup %.3f (numpy_naive / mean of the two)",
+                 python, script, NUMPY_N, HEAD_DIM, t_numpy, t_before, t_after,
+                 t_numpy / t_exact_numpy_n);
     } else {
-        printf("numpy comparison skipped: %s\n", reason);
         snprintf(numpy_note, sizeof numpy_note, "comparison skipped: %s", reason);
     }
 
@@ -634,35 +659,78 @@ static int run(const char *python, const char *script, const char *out, int quic
             rss_sizes[nrss++] = rss_n;
     }
     double rss_at_fork[2] = { NAN, NAN };
+    size_t rss_row0 = table.count;
     for (size_t k = 0; k < nrss; k++) {
         size_t n = rss_sizes[k];
+        char what[64];
+        snprintf(what, sizeof what, "peak RSS, exact n = %zu in a child", n);
+        progress(what);
         double t = NAN, peak = NAN;
         ATTN_TRY(measure_rss(n, HEAD_DIM, &t, &peak, &rss_at_fork[k]), "peak RSS");
-        double gflops = exact_flops(n, HEAD_DIM, 0) / t / 1e9;
         table_add(&table, (bench_row) { .benchmark = "exact_rss", .n = (double) n, .d = HEAD_DIM,
-                                        .causal = 0, .seconds = t, .gflops = gflops,
-                                        .ratio = gflops / gemm_gflops, .rss_bytes = peak });
-        print_row(&table.rows[table.count - 1]);
+                                        .causal = 0, .seconds = t,
+                                        .gflops = exact_flops(n, HEAD_DIM, 0) / t / 1e9,
+                                        .rss_bytes = peak });
     }
 
-    /* The summaries that need more than one row. */
+    /* 5. The second dgemm probe, and the ratios to the faster one. */
+    progress("dgemm n = 4096 (second probe)");
+    if (!time_dgemm(DGEMM_N, gemm_repeats, &t_gemm_end))
+        return ATTN_ERR(ATTN_ENOMEM, "dgemm benchmark: 3 x %d x %d doubles", DGEMM_N, DGEMM_N);
+    double t_gemm = t_gemm_start < t_gemm_end ? t_gemm_start : t_gemm_end;
+    double gemm_gflops = gemm_rate(t_gemm);
+    double drift = fabs(t_gemm_end - t_gemm_start) / (t_gemm_start > t_gemm_end ? t_gemm_start
+                                                                                : t_gemm_end);
+    bench_table all = { .count = 0 };
+    table_add(&all, (bench_row) { .benchmark = "dgemm", .n = DGEMM_N, .d = NAN, .causal = NAN,
+                                  .seconds = t_gemm, .gflops = gemm_gflops, .rss_bytes = NAN });
+    for (size_t i = 0; i < table.count; i++)
+        table_add(&all, table.rows[i]);
+    for (size_t i = 0; i < all.count; i++)
+        all.rows[i].ratio = all.rows[i].gflops / gemm_gflops;
+    char gemm_note[256];
+    snprintf(gemm_note, sizeof gemm_note,
+             "probed at the start (%.2f GFLOP/s) and the end (%.2f GFLOP/s), best of %d each; "
+             "the dgemm row and ratio_to_dgemm use the faster",
+             gemm_rate(t_gemm_start), gemm_rate(t_gemm_end), gemm_repeats);
+
+    /* The table and the summaries that need more than one row. */
+    printf("%-12s %6s %4s %6s %10s %9s %8s %12s\n", "benchmark", "n", "d", "causal", "seconds",
+           "GFLOP/s", "x dgemm", "peak RSS");
+    for (size_t i = 0; i < all.count; i++)
+        print_row(&all.rows[i]);
     printf("\n");
-    if (have_numpy && !isnan(t_exact_numpy_n))
+    printf("dgemm: %.2f GFLOP/s at the start, %.2f at the end (best of %d each); ratios use the "
+           "faster\n", gemm_rate(t_gemm_start), gemm_rate(t_gemm_end), gemm_repeats);
+    if (drift > 0.10)
+        printf("WARNING: the dgemm rate changed by %.0f%% during the run: the machine is shared or "
+               "throttled,\n         so the ratios are uncertain by about as much.\n",
+               100.0 * drift);
+    if (have_numpy)
         printf("numpy naive vs exact at n = %d, d = %d, float64, 1 thread: numpy %.4f s, "
-               "attnlab %.4f s, speedup %.2fx\n",
-               NUMPY_N, HEAD_DIM, t_numpy, t_exact_numpy_n, t_numpy / t_exact_numpy_n);
+               "attnlab %.4f s\n    (%.4f s just before, %.4f s just after numpy), "
+               "speedup %.2fx\n", NUMPY_N, HEAD_DIM, t_numpy, t_exact_numpy_n, t_before, t_after,
+               t_numpy / t_exact_numpy_n);
+    else
+        printf("numpy comparison skipped: %s\n", reason);
     for (size_t k = 0; k < nrss; k++) {
         size_t n = rss_sizes[k];
-        const bench_row *r = &table.rows[table.count - nrss + k];
+        const bench_row *r = &table.rows[rss_row0 + k];
         double naive = 8.0 * (double) n * (double) n;
         double operands_bytes = 4.0 * 8.0 * (double) n * HEAD_DIM;
         printf("peak RSS at n = %zu: %.1f MB (%.1f MB of it held at the fork; Q, K, V, O take "
-               "%.1f MB); the naive n x n matrix alone would need %.1f GB (%.0f GiB)\n",
-               n, r->rss_bytes / 1e6, rss_at_fork[k] / 1e6, operands_bytes / 1e6, naive / 1e9,
-               naive / 1073741824.0);
+               "%.1f MB)\n", n, r->rss_bytes / 1e6, rss_at_fork[k] / 1e6, operands_bytes / 1e6);
+        if (naive >= 1e9)
+            printf("    the naive n x n matrix alone would need %.1f GB (%.1f GiB), %.0f x that\n",
+                   naive / 1e9, naive / 1073741824.0, naive / r->rss_bytes);
+        else
+            printf("    the naive n x n matrix alone would need %.1f MB, %.1f x that\n",
+                   naive / 1e6, naive / r->rss_bytes);
     }
 
-    ATTN_TRY(write_tsv(out, &table, &prov, quick, numpy_note), "results");
+    const char *notes[] = { "dgemm", gemm_note, "numpy", numpy_note };
+    ATTN_TRY(write_tsv(out, &all, &prov, quick, notes, sizeof notes / sizeof notes[0] / 2),
+             "results");
     printf("wrote %s\n", out);
     return ATTN_OK;
 }
