@@ -23,21 +23,17 @@
  */
 #include "config.h"
 
-#include <errno.h>
 #include <getopt.h>
-#include <inttypes.h>
 #include <limits.h>
 #include <math.h>
-#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include "attn.h"
 #include "attn_io.h"
 #include "stats.h"
+#include "tsv.h"
 
 static const char *program = "attn-aggregate";
 
@@ -66,121 +62,16 @@ static void usage(FILE *out)
 }
 
 /* ---------------------------------------------------------------------------------------------
- * Output helpers (the same conventions as attn-h5cat).
+ * Output: the conventions shared with attn-h5cat are in tsv.h.
  */
 
-static void put_string(FILE *out, const char *s)
-{
-    for (; s != NULL && *s != '\0'; s++)
-        fputc(*s == '\t' || *s == '\n' || *s == '\r' ? ' ' : *s, out);
-}
-
-static void put_double(FILE *out, double x)
-{
-    if (isnan(x))
-        fputs("NaN", out);
-    else if (isinf(x))
-        fputs(x > 0 ? "Inf" : "-Inf", out);
-    else
-        fprintf(out, "%.17g", x);
-}
-
-/* A value of column c of the table at row. */
+/* A value of column c of the table at row, by the conventions of tsv.h. */
 static void put_cell(FILE *out, const attn_table *table, size_t c, size_t row)
 {
     if (table->types[c] == ATTN_COL_STR)
-        put_string(out, table->str[c][row]);
-    else if (table->types[c] == ATTN_COL_I64 && isfinite(table->num[c][row]))
-        fprintf(out, "%" PRId64, (int64_t) table->num[c][row]);
+        attn_tsv_put_string(out, table->str[c][row]);
     else
-        put_double(out, table->num[c][row]);
-}
-
-static const char *table_attr(const attn_table *table, const char *name)
-{
-    for (size_t i = 0; i < table->nattrs; i++)
-        if (strcmp(table->attr_names[i], name) == 0)
-            return table->attr_values[i];
-    return "(absent)";
-}
-
-static void put_provenance(FILE *out, const attn_table *table, const char *path, int argc,
-                           char **argv)
-{
-    static const char *const keys[] = { "program", "version", "git_describe", "config_hash",
-                                        "utc_time", "blas_vendor", "command_line" };
-    char *abs = realpath(path, NULL);
-    fputs("# source: ", out);
-    put_string(out, abs != NULL ? abs : path);
-    fputc('\n', out);
-    free(abs);
-    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
-        fprintf(out, "# %s: ", keys[i]);
-        put_string(out, table_attr(table, keys[i]));
-        fputc('\n', out);
-    }
-    fprintf(out, "# written_by: %s %s (%s)\n# command:", program, attn_version(),
-            attn_git_describe());
-    for (int i = 0; i < argc; i++) {
-        fputc(' ', out);
-        put_string(out, argv[i]);
-    }
-    fputc('\n', out);
-}
-
-static int output_open(const char *path, FILE **out, char **tmp)
-{
-    *out = NULL;
-    *tmp = NULL;
-    if (path == NULL) {
-        *out = stdout;
-        return ATTN_OK;
-    }
-    size_t len = strlen(path) + sizeof ".tmp.XXXXXX";
-    char *name = calloc(len, 1);
-    if (name == NULL)
-        return ATTN_ERR(ATTN_ENOMEM, "name of a temporary file for %s", path);
-    snprintf(name, len, "%s.tmp.XXXXXX", path);
-    int fd = mkstemp(name);
-    if (fd < 0) {
-        int status = ATTN_ERR(ATTN_EIO, "cannot create a temporary file beside %s: %s", path,
-                              strerror(errno));
-        free(name);
-        return status;
-    }
-    /* mkstemp creates the file 0600; give the TSV the permissions of an ordinary new file. */
-    mode_t mask = umask(0);
-    umask(mask);
-    fchmod(fd, 0666 & ~mask);
-    *out = fdopen(fd, "w");
-    if (*out == NULL) {
-        int status = ATTN_ERR(ATTN_EIO, "cannot open %s: %s", name, strerror(errno));
-        close(fd);
-        unlink(name);
-        free(name);
-        return status;
-    }
-    *tmp = name;
-    return ATTN_OK;
-}
-
-static int output_close(FILE *out, char *tmp, const char *path, int status)
-{
-    if (out == NULL)
-        return status;
-    if (status == ATTN_OK && (fflush(out) != 0 || ferror(out)))
-        status = ATTN_ERR(ATTN_EIO, "writing %s: %s", tmp != NULL ? tmp : "stdout",
-                          strerror(errno));
-    if (tmp == NULL)
-        return status;
-    if (fclose(out) != 0 && status == ATTN_OK)
-        status = ATTN_ERR(ATTN_EIO, "closing %s: %s", tmp, strerror(errno));
-    if (status == ATTN_OK && rename(tmp, path) != 0)
-        status = ATTN_ERR(ATTN_EIO, "renaming %s to %s: %s", tmp, path, strerror(errno));
-    if (status != ATTN_OK)
-        unlink(tmp);
-    free(tmp);
-    return status;
+        attn_tsv_put_number(out, table->types[c], table->num[c][row]);
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -367,11 +258,11 @@ static int write_of(FILE *out, const attn_table *table, const column_list *keys,
                 x[r - start] = col[rows[r]];
             size_t N = attn_stats_sort_finite(x, end - start);
             fputc('\t', out);
-            put_double(out, attn_stats_quantile_sorted(x, N, 0.5));
+            attn_tsv_put_double(out, attn_stats_quantile_sorted(x, N, 0.5));
             fputc('\t', out);
-            put_double(out, attn_stats_quantile_sorted(x, N, 0.25));
+            attn_tsv_put_double(out, attn_stats_quantile_sorted(x, N, 0.25));
             fputc('\t', out);
-            put_double(out, attn_stats_quantile_sorted(x, N, 0.75));
+            attn_tsv_put_double(out, attn_stats_quantile_sorted(x, N, 0.75));
         }
         fputc('\n', out);
         start = end;
@@ -456,7 +347,7 @@ static int write_fit(FILE *out, const attn_table *table, const column_list *keys
                              cross.n, cross.n_lo, cross.n_hi };
         for (size_t i = 0; i < sizeof v / sizeof v[0]; i++) {
             fputc('\t', out);
-            put_double(out, v[i]);
+            attn_tsv_put_double(out, v[i]);
         }
         fputc('\n', out);
         start = end;
@@ -575,16 +466,16 @@ int main(int argc, char **argv)
         status = ATTN_ERR(ATTN_EINVAL, "%s: no rows to aggregate (%zu rows in /points, %zu with "
                           "status != 0)", path, table->rows, excluded);
     if (status == ATTN_OK)
-        status = output_open(outpath, &out, &tmp);
+        status = attn_tsv_open(outpath, &out, &tmp);
     if (status == ATTN_OK) {
-        put_provenance(out, table, path, argc, argv);
+        attn_tsv_put_provenance(out, table, path, program, argc, argv);
         fprintf(out, "# excluded: %zu of %zu rows with status != 0\n", excluded, table->rows);
         if (of_arg != NULL)
             status = write_of(out, table, &keys, &of, rows, nrows);
         else
             status = write_fit(out, table, &keys, col, ncol, ecol, rows, nrows);
     }
-    status = output_close(out, tmp, outpath, status);
+    status = attn_tsv_close(out, tmp, outpath, status);
 
     free(rows);
     column_list_free(&keys);

@@ -22,18 +22,16 @@
 
 #include <errno.h>
 #include <getopt.h>
-#include <inttypes.h>
 #include <limits.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include "attn.h"
 #include "attn_io.h"
+#include "tsv.h"
 
 static const char *program = "attn-h5cat";
 
@@ -102,124 +100,16 @@ static void usage(FILE *out)
 }
 
 /* ---------------------------------------------------------------------------------------------
- * Output helpers (the same conventions as attn-aggregate).
+ * Output: the conventions shared with attn-aggregate are in tsv.h.
  */
 
-/* A string field: tabs, newlines and carriage returns become spaces. */
-static void put_string(FILE *out, const char *s)
-{
-    for (; s != NULL && *s != '\0'; s++)
-        fputc(*s == '\t' || *s == '\n' || *s == '\r' ? ' ' : *s, out);
-}
-
-static void put_double(FILE *out, double x)
-{
-    if (isnan(x))
-        fputs("NaN", out);
-    else if (isinf(x))
-        fputs(x > 0 ? "Inf" : "-Inf", out);
-    else
-        fprintf(out, "%.17g", x);
-}
-
+/* A value of column c at row, by the conventions of tsv.h. */
 static void put_value(FILE *out, const view_col *c, size_t row)
 {
     if (c->type == ATTN_COL_STR)
-        put_string(out, c->str[row]);
-    else if (c->type == ATTN_COL_I64 && isfinite(c->num[row]))
-        fprintf(out, "%" PRId64, (int64_t) c->num[row]);
+        attn_tsv_put_string(out, c->str[row]);
     else
-        put_double(out, c->num[row]);
-}
-
-static const char *table_attr(const attn_table *table, const char *name)
-{
-    for (size_t i = 0; i < table->nattrs; i++)
-        if (strcmp(table->attr_names[i], name) == 0)
-            return table->attr_values[i];
-    return "(absent)";
-}
-
-static void put_provenance(FILE *out, const attn_table *table, const char *path, int argc,
-                           char **argv)
-{
-    static const char *const keys[] = { "program", "version", "git_describe", "config_hash",
-                                        "utc_time", "blas_vendor", "command_line" };
-    char *abs = realpath(path, NULL);
-    fputs("# source: ", out);
-    put_string(out, abs != NULL ? abs : path);
-    fputc('\n', out);
-    free(abs);
-    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
-        fprintf(out, "# %s: ", keys[i]);
-        put_string(out, table_attr(table, keys[i]));
-        fputc('\n', out);
-    }
-    fprintf(out, "# written_by: %s %s (%s)\n# command:", program, attn_version(),
-            attn_git_describe());
-    for (int i = 0; i < argc; i++) {
-        fputc(' ', out);
-        put_string(out, argv[i]);
-    }
-    fputc('\n', out);
-}
-
-/* Open the output: stdout, or a temporary file beside path (*tmp receives its name). */
-static int output_open(const char *path, FILE **out, char **tmp)
-{
-    *out = NULL;
-    *tmp = NULL;
-    if (path == NULL) {
-        *out = stdout;
-        return ATTN_OK;
-    }
-    size_t len = strlen(path) + sizeof ".tmp.XXXXXX";
-    char *name = calloc(len, 1);
-    if (name == NULL)
-        return ATTN_ERR(ATTN_ENOMEM, "name of a temporary file for %s", path);
-    snprintf(name, len, "%s.tmp.XXXXXX", path);
-    int fd = mkstemp(name);
-    if (fd < 0) {
-        int status = ATTN_ERR(ATTN_EIO, "cannot create a temporary file beside %s: %s", path,
-                              strerror(errno));
-        free(name);
-        return status;
-    }
-    /* mkstemp creates the file 0600; give the TSV the permissions of an ordinary new file. */
-    mode_t mask = umask(0);
-    umask(mask);
-    fchmod(fd, 0666 & ~mask);
-    *out = fdopen(fd, "w");
-    if (*out == NULL) {
-        int status = ATTN_ERR(ATTN_EIO, "cannot open %s: %s", name, strerror(errno));
-        close(fd);
-        unlink(name);
-        free(name);
-        return status;
-    }
-    *tmp = name;
-    return ATTN_OK;
-}
-
-/* Finish the output: on success flush, close and rename the temporary file to path; on failure
- * (status != ATTN_OK) remove it.  Returns the final status. */
-static int output_close(FILE *out, char *tmp, const char *path, int status)
-{
-    if (out == NULL)
-        return status;
-    if (status == ATTN_OK && (fflush(out) != 0 || ferror(out)))
-        status = ATTN_ERR(ATTN_EIO, "writing %s: %s", tmp != NULL ? tmp : "stdout",
-                          strerror(errno));
-    if (tmp == NULL)
-        return status;
-    if (fclose(out) != 0 && status == ATTN_OK)
-        status = ATTN_ERR(ATTN_EIO, "closing %s: %s", tmp, strerror(errno));
-    if (status == ATTN_OK && rename(tmp, path) != 0)
-        status = ATTN_ERR(ATTN_EIO, "renaming %s to %s: %s", tmp, path, strerror(errno));
-    if (status != ATTN_OK)
-        unlink(tmp);
-    free(tmp);
-    return status;
+        attn_tsv_put_number(out, c->type, c->num[row]);
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -595,12 +485,12 @@ int main(int argc, char **argv)
     if (status == ATTN_OK)
         status = columns_resolve(&v, columns, &sel, &nsel);
     if (status == ATTN_OK)
-        status = output_open(outpath, &out, &tmp);
+        status = attn_tsv_open(outpath, &out, &tmp);
     if (status == ATTN_OK) {
-        put_provenance(out, table, path, argc, argv);
+        attn_tsv_put_provenance(out, table, path, program, argc, argv);
         status = write_tsv(out, &v, sel, nsel, w, nwhere);
     }
-    status = output_close(out, tmp, outpath, status);
+    status = attn_tsv_close(out, tmp, outpath, status);
 
     free(sel);
     free(v.cols);

@@ -5,8 +5,8 @@
  * n not a multiple of any tile size, m != n.  Each method is tested at its default spec and, when
  * it has a budget parameter, at a small budget, so that approximations really approximate.
  * Properties: finite output; rows of the materialized matrix nonnegative and summing to one
- * (row-stochastic methods); A V equals apply; linearity in V; causality (changing keys and values
- * after position i leaves rows <= i bitwise unchanged); the exact limit; the error not rising as
+ * (row-stochastic methods); A V equals apply; linearity in V; causality (changing queries, keys and
+ * values after position i leaves rows <= i bitwise unchanged); the exact limit; the error not rising as
  * the budget grows; spec round trip; determinism.
  */
 #include "config.h"
@@ -281,14 +281,19 @@ ParameterizedTest(contract_case *tc, contract, causality)
     size_t cuts[] = { 0, n / 3, n / 2, n - 2 };
     for (size_t c = 0; c < sizeof cuts / sizeof cuts[0]; c++) {
         size_t i = cuts[c];
-        double *K2 = tu_alloc(n * d), *V2 = tu_alloc(n * dv);
+        /* Queries after i change too: a method must not let them shape earlier rows. */
+        double *Q2 = tu_alloc(n * d), *K2 = tu_alloc(n * d), *V2 = tu_alloc(n * dv);
+        memcpy(Q2, f.Q, n * d * sizeof *Q2);
         memcpy(K2, f.K, n * d * sizeof *K2);
         memcpy(V2, f.V, n * dv * sizeof *V2);
+        tu_fill_gauss(Q2 + (i + 1) * d, (n - i - 1) * d, 6 + i, 2.7);
         tu_fill_gauss(K2 + (i + 1) * d, (n - i - 1) * d, 7 + i, 3.1);
         tu_fill_gauss(V2 + (i + 1) * dv, (n - i - 1) * dv, 8 + i, 5.3);
-        double *O2 = apply_spec(f.spec, &f.pb, f.Q, K2, V2);
+        double *O2 = apply_spec(f.spec, &f.pb, Q2, K2, V2);
         cr_assert(memcmp(O, O2, (i + 1) * dv * sizeof *O) == 0,
-                  "%s: rows <= %zu changed when keys after %zu changed", f.label, i, i);
+                  "%s: rows <= %zu changed when queries, keys and values after %zu changed",
+                  f.label, i, i);
+        free(Q2);
         free(K2);
         free(V2);
         free(O2);

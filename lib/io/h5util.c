@@ -50,8 +50,61 @@ static const char *obj_name(hid_t obj, char *buf, size_t len)
     return buf;
 }
 
-/* A copy of s, or NULL when out of memory. */
-static char *dup_string(const char *s)
+/* Release an HDF5 id that a helper obtained (a dataspace, datatype, attribute, dataset or property
+ * list).  A negative id, left by a call that failed, is skipped, so that every exit path can release
+ * all of its ids the same way, one line each. */
+static void close_id(hid_t id)
+{
+    if (id < 0)
+        return;
+    switch (H5Iget_type(id)) {
+    case H5I_DATASPACE:
+        H5Sclose(id);
+        break;
+    case H5I_DATATYPE:
+        H5Tclose(id);
+        break;
+    case H5I_ATTR:
+        H5Aclose(id);
+        break;
+    case H5I_DATASET:
+        H5Dclose(id);
+        break;
+    case H5I_GENPROP_LST:
+        H5Pclose(id);
+        break;
+    default:
+        break;
+    }
+}
+
+/* Move the hyperslab of count values from start of dataset dset (rank dimensions) between the file
+ * and memory of type mtype: write it from src when src is not NULL, read it into dst otherwise.
+ * An empty hyperslab (a count of 0) moves nothing and succeeds without asking HDF5.  Returns a
+ * negative value on failure, with HDF5's reason in reason, which must be taken before the
+ * dataspaces are closed because every HDF5 call clears the error stack.  The caller writes the
+ * message, since only it knows what was being moved. */
+static herr_t hyperslab_transfer(hid_t dset, int rank, const hsize_t *start, const hsize_t *count,
+                                 hid_t mtype, const void *src, void *dst, char reason[256])
+{
+    for (int i = 0; i < rank; i++)
+        if (count[i] == 0)
+            return 0;
+    herr_t result = -1;
+    hid_t fspace = H5Dget_space(dset);
+    hid_t mspace = H5Screate_simple(rank, count, NULL);
+    if (fspace >= 0 && mspace >= 0
+        && H5Sselect_hyperslab(fspace, H5S_SELECT_SET, start, NULL, count, NULL) >= 0)
+        result = src != NULL ? H5Dwrite(dset, mtype, mspace, fspace, H5P_DEFAULT, src)
+                             : H5Dread(dset, mtype, mspace, fspace, H5P_DEFAULT, dst);
+    if (result < 0)
+        h5_reason(reason);
+    close_id(mspace);
+    close_id(fspace);
+    return result;
+}
+
+char *attn_io_dup_string(const char *s)
 {
     size_t len = strlen(s);
     char *t = calloc(len + 1, 1);
@@ -135,8 +188,7 @@ int attn_h5_dims(hid_t dset, int *rank, hsize_t *dims, int maxrank)
     char name[256];
     hid_t space = H5Dget_space(dset);
     int r = space >= 0 ? H5Sget_simple_extent_dims(space, all, NULL) : -1;
-    if (space >= 0)
-        H5Sclose(space);
+    close_id(space);
     if (r < 0)
         return ATTN_ERR(ATTN_EFORMAT, "dataset %s: cannot read its shape",
                         obj_name(dset, name, sizeof name));
@@ -164,38 +216,24 @@ const char *attn_h5_shape_text(char *buf, size_t len, const hsize_t *dims, int r
 int attn_h5_read_rows3(hid_t dset, const char *name, const hsize_t dims[3], size_t rows,
                        double *out)
 {
-    int status = ATTN_OK;
     hsize_t start[3] = { 0, 0, 0 };
     hsize_t count[3] = { dims[0], (hsize_t) rows, dims[2] };
     hid_t type = H5Dget_type(dset);
     H5T_class_t cls = type >= 0 ? H5Tget_class(type) : H5T_NO_CLASS;
-    hid_t fspace = H5I_INVALID_HID;
-    hid_t mspace = H5I_INVALID_HID;
     char reason[256];
 
-    if (type >= 0)
-        H5Tclose(type);
+    close_id(type);
     if (cls != H5T_FLOAT && cls != H5T_INTEGER)
         return ATTN_ERR(ATTN_EFORMAT, "dataset %s does not hold numbers (HDF5 type class %d), "
                         "expected float32 or float64", name, (int) cls);
     if (rows > dims[1])
         return ATTN_ERR(ATTN_ESHAPE, "dataset %s: %zu rows asked, %llu available", name, rows,
                         (unsigned long long) dims[1]);
-    if (dims[0] == 0 || rows == 0 || dims[2] == 0)
-        return ATTN_OK;
-    fspace = H5Dget_space(dset);
-    mspace = H5Screate_simple(3, count, NULL);
-    if (fspace < 0 || mspace < 0
-        || H5Sselect_hyperslab(fspace, H5S_SELECT_SET, start, NULL, count, NULL) < 0
-        || H5Dread(dset, H5T_NATIVE_DOUBLE, mspace, fspace, H5P_DEFAULT, out) < 0)
-        status = ATTN_ERR(ATTN_EIO, "dataset %s: reading %llu x %zu x %llu values failed "
-                          "(HDF5: %s)", name, (unsigned long long) dims[0], rows,
-                          (unsigned long long) dims[2], h5_reason(reason));
-    if (mspace >= 0)
-        H5Sclose(mspace);
-    if (fspace >= 0)
-        H5Sclose(fspace);
-    return status;
+    if (hyperslab_transfer(dset, 3, start, count, H5T_NATIVE_DOUBLE, NULL, out, reason) < 0)
+        return ATTN_ERR(ATTN_EIO, "dataset %s: reading %llu x %zu x %llu values failed "
+                        "(HDF5: %s)", name, (unsigned long long) dims[0], rows,
+                        (unsigned long long) dims[2], reason);
+    return ATTN_OK;
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -228,10 +266,8 @@ static int attr_open(hid_t obj, const char *name, H5T_class_t cls1, H5T_class_t 
     space = H5Aget_space(a);
     cls = type >= 0 ? H5Tget_class(type) : H5T_NO_CLASS;
     npoints = space >= 0 ? H5Sget_simple_extent_npoints(space) : -1;
-    if (type >= 0)
-        H5Tclose(type);
-    if (space >= 0)
-        H5Sclose(space);
+    close_id(type);
+    close_id(space);
     if (cls != cls1 && (cls2 == H5T_NO_CLASS || cls != cls2)) {
         H5Aclose(a);
         return ATTN_ERR(ATTN_EFORMAT, "attribute %s of %s is not %s", name,
@@ -246,28 +282,31 @@ static int attr_open(hid_t obj, const char *name, H5T_class_t cls1, H5T_class_t 
     return ATTN_OK;
 }
 
-int attn_h5_attr_read_int(hid_t obj, const char *name, long long *value)
+/* Read the scalar attribute name of obj, of type class cls1 or cls2 (see attr_open), converted to
+ * the memory type mtype into value; expected names the kind for messages ("an integer"). */
+static int attr_read_scalar(hid_t obj, const char *name, H5T_class_t cls1, H5T_class_t cls2,
+                            const char *expected, hid_t mtype, void *value)
 {
     hid_t a;
-    int status = attr_open(obj, name, H5T_INTEGER, H5T_NO_CLASS, "an integer", 1, &a);
+    int status = attr_open(obj, name, cls1, cls2, expected, 1, &a);
     if (status != ATTN_OK)
         return status;
-    if (H5Aread(a, H5T_NATIVE_LLONG, value) < 0)
-        status = ATTN_ERR(ATTN_EFORMAT, "attribute %s cannot be read as an integer", name);
+    if (H5Aread(a, mtype, value) < 0)
+        status = ATTN_ERR(ATTN_EFORMAT, "attribute %s cannot be read as %s", name, expected);
     H5Aclose(a);
     return status;
 }
 
+int attn_h5_attr_read_int(hid_t obj, const char *name, long long *value)
+{
+    return attr_read_scalar(obj, name, H5T_INTEGER, H5T_NO_CLASS, "an integer", H5T_NATIVE_LLONG,
+                            value);
+}
+
 int attn_h5_attr_read_double(hid_t obj, const char *name, double *value)
 {
-    hid_t a;
-    int status = attr_open(obj, name, H5T_FLOAT, H5T_INTEGER, "a number", 1, &a);
-    if (status != ATTN_OK)
-        return status;
-    if (H5Aread(a, H5T_NATIVE_DOUBLE, value) < 0)
-        status = ATTN_ERR(ATTN_EFORMAT, "attribute %s cannot be read as a number", name);
-    H5Aclose(a);
-    return status;
+    return attr_read_scalar(obj, name, H5T_FLOAT, H5T_INTEGER, "a number", H5T_NATIVE_DOUBLE,
+                            value);
 }
 
 /* Read the string attribute a (scalar) into a new string. */
@@ -285,7 +324,7 @@ static int attr_string(hid_t a, const char *name, char **value)
         char *s = NULL;
         if (H5Aread(a, mtype, &s) < 0)
             status = ATTN_ERR(ATTN_EFORMAT, "attribute %s cannot be read as a string", name);
-        else if ((*value = dup_string(s != NULL ? s : "")) == NULL)
+        else if ((*value = attn_io_dup_string(s != NULL ? s : "")) == NULL)
             status = ATTN_ERR(ATTN_ENOMEM, "attribute %s: copy of its string", name);
         if (s != NULL)
             H5Dvlen_reclaim(mtype, space, H5P_DEFAULT, &s);
@@ -301,12 +340,9 @@ static int attr_string(hid_t a, const char *name, char **value)
         else
             free(s);
     }
-    if (space >= 0)
-        H5Sclose(space);
-    if (mtype >= 0)
-        H5Tclose(mtype);
-    if (ftype >= 0)
-        H5Tclose(ftype);
+    close_id(space);
+    close_id(mtype);
+    close_id(ftype);
     return status;
 }
 
@@ -434,10 +470,8 @@ static int attr_write(hid_t obj, const char *name, hid_t ftype, hid_t mtype, con
         status = ATTN_ERR(ATTN_EIO, "attribute %s of %s cannot be written (HDF5: %s)", name,
                           obj_name(obj, where, sizeof where), h5_reason(reason));
     }
-    if (a >= 0)
-        H5Aclose(a);
-    if (space >= 0)
-        H5Sclose(space);
+    close_id(a);
+    close_id(space);
     return status;
 }
 
@@ -503,16 +537,11 @@ static herr_t copy_attr(hid_t src, const char *name, const H5A_info_t *info, voi
     if (result < 0)
         ATTN_ERR(ATTN_EIO, "attribute %s cannot be copied", name);
     free(buf);
-    if (b >= 0)
-        H5Aclose(b);
-    if (space >= 0)
-        H5Sclose(space);
-    if (mtype >= 0)
-        H5Tclose(mtype);
-    if (ftype >= 0)
-        H5Tclose(ftype);
-    if (a >= 0)
-        H5Aclose(a);
+    close_id(b);
+    close_id(space);
+    close_id(mtype);
+    close_id(ftype);
+    close_id(a);
     return result;
 }
 
@@ -561,10 +590,8 @@ int attn_h5_column_create(hid_t *dset, hid_t group, const char *name, hid_t type
         H5Dclose(*dset);
         *dset = H5I_INVALID_HID;
     }
-    if (dcpl >= 0)
-        H5Pclose(dcpl);
-    if (space >= 0)
-        H5Sclose(space);
+    close_id(dcpl);
+    close_id(space);
     return status;
 }
 
@@ -594,25 +621,13 @@ int attn_h5_column_resize(hid_t dset, const char *name, size_t rows)
 int attn_h5_column_write(hid_t dset, const char *name, hid_t mtype, size_t first, size_t count,
                          const void *values)
 {
-    int status = ATTN_OK;
     hsize_t start[1] = { (hsize_t) first };
     hsize_t n[1] = { (hsize_t) count };
-    hid_t fspace, mspace;
     char reason[256];
-    if (count == 0)
-        return ATTN_OK;
-    fspace = H5Dget_space(dset);
-    mspace = H5Screate_simple(1, n, NULL);
-    if (fspace < 0 || mspace < 0
-        || H5Sselect_hyperslab(fspace, H5S_SELECT_SET, start, NULL, n, NULL) < 0
-        || H5Dwrite(dset, mtype, mspace, fspace, H5P_DEFAULT, values) < 0)
-        status = ATTN_ERR(ATTN_EIO, "column %s: cannot write rows %zu..%zu (HDF5: %s)", name,
-                          first, first + count - 1, h5_reason(reason));
-    if (mspace >= 0)
-        H5Sclose(mspace);
-    if (fspace >= 0)
-        H5Sclose(fspace);
-    return status;
+    if (hyperslab_transfer(dset, 1, start, n, mtype, values, NULL, reason) < 0)
+        return ATTN_ERR(ATTN_EIO, "column %s: cannot write rows %zu..%zu (HDF5: %s)", name,
+                        first, first + count - 1, reason);
+    return ATTN_OK;
 }
 
 int attn_h5_column_append(hid_t dset, const char *name, hid_t mtype, size_t rows,
@@ -626,25 +641,13 @@ int attn_h5_column_append(hid_t dset, const char *name, hid_t mtype, size_t rows
 
 int attn_h5_column_read(hid_t dset, const char *name, hid_t mtype, size_t count, void *values)
 {
-    int status = ATTN_OK;
     hsize_t start[1] = { 0 };
     hsize_t n[1] = { (hsize_t) count };
-    hid_t fspace, mspace;
     char reason[256];
-    if (count == 0)
-        return ATTN_OK;
-    fspace = H5Dget_space(dset);
-    mspace = H5Screate_simple(1, n, NULL);
-    if (fspace < 0 || mspace < 0
-        || H5Sselect_hyperslab(fspace, H5S_SELECT_SET, start, NULL, n, NULL) < 0
-        || H5Dread(dset, mtype, mspace, fspace, H5P_DEFAULT, values) < 0)
-        status = ATTN_ERR(ATTN_EFORMAT, "column %s: cannot read %zu values (HDF5: %s)", name,
-                          count, h5_reason(reason));
-    if (mspace >= 0)
-        H5Sclose(mspace);
-    if (fspace >= 0)
-        H5Sclose(fspace);
-    return status;
+    if (hyperslab_transfer(dset, 1, start, n, mtype, NULL, values, reason) < 0)
+        return ATTN_ERR(ATTN_EFORMAT, "column %s: cannot read %zu values (HDF5: %s)", name,
+                        count, reason);
+    return ATTN_OK;
 }
 
 int attn_h5_column_read_strings(hid_t dset, const char *name, size_t count, char ***strs)
@@ -670,7 +673,7 @@ int attn_h5_column_read_strings(hid_t dset, const char *name, size_t count, char
         if (status == ATTN_OK)
             status = attn_h5_column_read(dset, name, mtype, count, raw);
         for (size_t i = 0; status == ATTN_OK && i < count; i++)
-            if ((out[i] = dup_string(raw[i] != NULL ? raw[i] : "")) == NULL)
+            if ((out[i] = attn_io_dup_string(raw[i] != NULL ? raw[i] : "")) == NULL)
                 status = ATTN_ERR(ATTN_ENOMEM, "column %s: string %zu", name, i);
         if (raw != NULL && count > 0)
             H5Dvlen_reclaim(mtype, mspace, H5P_DEFAULT, raw);
@@ -698,12 +701,9 @@ int attn_h5_column_read_strings(hid_t dset, const char *name, size_t count, char
             free(out[i]);
         free(out);
     }
-    if (mspace >= 0)
-        H5Sclose(mspace);
-    if (mtype >= 0)
-        H5Tclose(mtype);
-    if (ftype >= 0)
-        H5Tclose(ftype);
+    close_id(mspace);
+    close_id(mtype);
+    close_id(ftype);
     return status;
 }
 
@@ -732,11 +732,8 @@ int attn_h5_write_matrix(hid_t loc, const char *name, const double *x, size_t ro
         && H5Dwrite(dset, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, x) < 0)
         status = ATTN_ERR(ATTN_EIO, "%s: cannot write %zu x %zu values (HDF5: %s)", name, rows,
                           cols, h5_reason(reason));
-    if (dset >= 0)
-        H5Dclose(dset);
-    if (lcpl >= 0)
-        H5Pclose(lcpl);
-    if (space >= 0)
-        H5Sclose(space);
+    close_id(dset);
+    close_id(lcpl);
+    close_id(space);
     return status;
 }

@@ -15,6 +15,11 @@
 
 #include "attn.h"
 
+/* A new copy of the string s (caller frees), or NULL when out of memory.  s must not be NULL.  It
+ * lives here, although it knows nothing of HDF5, because every file of lib/io includes this header
+ * and needs it. */
+char *attn_io_dup_string(const char *s);
+
 /* Switch off HDF5's automatic error printing for this thread (cheap; call it on every entry). */
 void attn_h5_init(void);
 

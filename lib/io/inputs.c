@@ -23,15 +23,6 @@
 /* The three operands, in the order of their arrays and random streams. */
 static const char *const operand_names[3] = { "q", "k", "v" };
 
-static char *dup_string(const char *s)
-{
-    size_t len = strlen(s);
-    char *t = calloc(len + 1, 1);
-    if (t != NULL)
-        memcpy(t, s, len);
-    return t;
-}
-
 /* a * b * c * e, or 0 with *ok cleared when the product overflows size_t. */
 static size_t product4(size_t a, size_t b, size_t c, size_t e, int *ok)
 {
@@ -460,7 +451,7 @@ static char *synth_label(const generator *gen, const double values[P_COUNT])
             used += (size_t) snprintf(buf + used, sizeof buf - used, "-%s%g", synth_params[p].name,
                                       values[p]);
     }
-    return dup_string(buf);
+    return attn_io_dup_string(buf);
 }
 
 /* SplitMix64's finalizer: decorrelates seeds that differ in a few bits. */
@@ -632,7 +623,7 @@ int attn_inputs_read(attn_inputs **inputs, const char *source, size_t n_max, uns
     if (in == NULL)
         return ATTN_ERR(ATTN_ENOMEM, "inputs header");
     in->causal = -1;
-    in->source = dup_string(source);
+    in->source = attn_io_dup_string(source);
     if (in->source == NULL) {
         status = ATTN_ERR(ATTN_ENOMEM, "copy of the source %s", source);
         goto fail;
@@ -642,7 +633,7 @@ int attn_inputs_read(attn_inputs **inputs, const char *source, size_t n_max, uns
         status = generate(in, gen, n_max, seed);
     } else {
         /* PATH.h5:/GROUP, unless the whole string names an existing file. */
-        char *path = dup_string(source);
+        char *path = attn_io_dup_string(source);
         char *group = NULL;
         if (path == NULL) {
             status = ATTN_ERR(ATTN_ENOMEM, "copy of the source %s", source);

@@ -114,15 +114,6 @@ static hid_t column_mem_type(size_t c, hid_t str)
            : columns[c].type == ATTN_COL_F64 ? H5T_NATIVE_DOUBLE : str;
 }
 
-static char *dup_string(const char *s)
-{
-    size_t len = strlen(s);
-    char *t = calloc(len + 1, 1);
-    if (t != NULL)
-        memcpy(t, s, len);
-    return t;
-}
-
 /* ---------------------------------------------------------------------------------------------
  * Checking an existing file.
  */
@@ -281,7 +272,7 @@ static attn_results *results_new(const char *path)
     for (size_t c = 0; c < NCOLUMNS; c++)
         r->dset[c] = H5I_INVALID_HID;
     r->str = attn_h5_string_type();
-    r->path = dup_string(path);
+    r->path = attn_io_dup_string(path);
     if (r->str < 0 || r->path == NULL) {
         attn_results_close(r);
         return NULL;
@@ -473,7 +464,7 @@ static int read_string_at(attn_results *r, size_t c, size_t row, char **text)
     int ok = fspace >= 0 && mspace >= 0
              && H5Sselect_hyperslab(fspace, H5S_SELECT_SET, start, NULL, one, NULL) >= 0
              && H5Dread(r->dset[c], r->str, mspace, fspace, H5P_DEFAULT, &raw) >= 0;
-    *text = ok ? dup_string(raw != NULL ? raw : "") : NULL;
+    *text = ok ? attn_io_dup_string(raw != NULL ? raw : "") : NULL;
     if (ok && raw != NULL)
         H5Dvlen_reclaim(r->str, mspace, H5P_DEFAULT, &raw);
     if (mspace >= 0)
@@ -637,7 +628,7 @@ static int shard_load(hid_t file, shard *s)
             if (dset >= 0)
                 status = attn_h5_column_read_strings(dset, name, len, &strs);
             for (size_t i = 0; i < s->rows && status == ATTN_OK; i++) {
-                out[i] = i < len ? strs[i] : dup_string("");
+                out[i] = i < len ? strs[i] : attn_io_dup_string("");
                 if (out[i] == NULL)
                     status = ATTN_ERR(ATTN_ENOMEM, "column %s", name);
             }

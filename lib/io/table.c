@@ -14,15 +14,6 @@
 #include "attn_io.h"
 #include "io/h5util.h"
 
-static char *dup_string(const char *s)
-{
-    size_t len = strlen(s);
-    char *t = calloc(len + 1, 1);
-    if (t != NULL)
-        memcpy(t, s, len);
-    return t;
-}
-
 void attn_table_destroy(attn_table *t)
 {
     if (t == NULL)
@@ -71,7 +62,7 @@ static int list_columns(hid_t points, attn_table *t, size_t nlinks)
         return ATTN_ERR(ATTN_ENOMEM, "%zu column names", cap);
     for (size_t c = 0; c < attn_column_count(); c++) {
         const char *name = attn_column_at(c)->name;
-        if (attn_h5_exists(points, name) && (t->names[t->ncols] = dup_string(name)) != NULL)
+        if (attn_h5_exists(points, name) && (t->names[t->ncols] = attn_io_dup_string(name)) != NULL)
             t->ncols++;
     }
     for (hsize_t i = 0; i < nlinks; i++) {
@@ -83,7 +74,7 @@ static int list_columns(hid_t points, attn_table *t, size_t nlinks)
             || H5Oget_info_by_name(points, name, &info, H5P_DEFAULT) < 0
             || info.type != H5O_TYPE_DATASET)
             continue;
-        if ((t->names[t->ncols] = dup_string(name)) != NULL)
+        if ((t->names[t->ncols] = attn_io_dup_string(name)) != NULL)
             t->ncols++;
     }
     return ATTN_OK;
@@ -157,7 +148,7 @@ static int read_attrs(hid_t file, attn_table *t)
                                H5P_DEFAULT) < 0)
             return ATTN_ERR(ATTN_EFORMAT, "cannot read the name of root attribute %llu",
                             (unsigned long long) a);
-        t->attr_names[t->nattrs] = dup_string(name);
+        t->attr_names[t->nattrs] = attn_io_dup_string(name);
         if (t->attr_names[t->nattrs] == NULL)
             return ATTN_ERR(ATTN_ENOMEM, "attribute name %s", name);
         status = attn_h5_attr_text(file, name, &t->attr_values[t->nattrs]);
