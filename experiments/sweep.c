@@ -304,8 +304,11 @@ void sweep_config_free(sweep_config *cfg)
         return;
     for (size_t t = 0; t < cfg->nsources; t++)
         free(cfg->sources[t]);
-    for (size_t t = 0; t < cfg->nspecs; t++)
+    for (size_t t = 0; t < cfg->nspecs; t++) {
         free(cfg->specs[t]);
+        free(cfg->labels[t]);
+    }
+    free(cfg->labels);
     free(cfg->sources);
     free(cfg->specs);
     free(cfg->path);
@@ -318,15 +321,23 @@ void sweep_config_free(sweep_config *cfg)
     free(cfg);
 }
 
-static int add_spec(sweep_config *cfg, const char *spec)
+static int add_spec(sweep_config *cfg, const char *spec, const char *label)
 {
     char **specs = realloc(cfg->specs, (cfg->nspecs + 1) * sizeof *specs);
     if (specs == NULL)
         return ATTN_ERR(ATTN_ENOMEM, "spec list");
     cfg->specs = specs;
-    cfg->specs[cfg->nspecs] = strdup_or_null(spec);
-    if (cfg->specs[cfg->nspecs] == NULL)
+    char **labels = realloc(cfg->labels, (cfg->nspecs + 1) * sizeof *labels);
+    if (labels == NULL)
         return ATTN_ERR(ATTN_ENOMEM, "spec list");
+    cfg->labels = labels;
+    cfg->specs[cfg->nspecs] = strdup_or_null(spec);
+    cfg->labels[cfg->nspecs] = strdup_or_null(label);
+    if (cfg->specs[cfg->nspecs] == NULL || cfg->labels[cfg->nspecs] == NULL) {
+        free(cfg->specs[cfg->nspecs]);
+        free(cfg->labels[cfg->nspecs]);
+        return ATTN_ERR(ATTN_ENOMEM, "spec list");
+    }
     cfg->nspecs++;
     return ATTN_OK;
 }
@@ -399,7 +410,7 @@ static int expand_method(sweep_config *cfg, const raw_config *raw, const char *s
         }
         char canonical[1024];
         attn_spec_format(m, values, canonical, sizeof canonical);
-        status = add_spec(cfg, canonical);
+        status = add_spec(cfg, canonical, spec);
         size_t g = ng;
         while (g-- > 0) {
             if (++idx[g] < lens[g])
@@ -1053,7 +1064,7 @@ static int run_visit(void *user, const point *p, int64_t id)
     row.dv = (int64_t) in->dv;
     row.causal = p->causal;
     row.spec = cfg->specs[p->spec];
-    row.config_spec = cfg->specs[p->spec];
+    row.config_spec = cfg->labels[p->spec];
     char method[128];
     snprintf(method, sizeof method, "%.*s", (int) strcspn(cfg->specs[p->spec], ":"),
              cfg->specs[p->spec]);

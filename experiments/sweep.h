@@ -49,6 +49,8 @@ typedef struct sweep_config {
     size_t rank_n_max;
     double eps_rank_tol;
     char **specs;          /* canonical method specs, in section order */
+    char **labels;         /* the same specs as the config writes them (only the parameters it
+                              gives): short names that group one method across n */
     size_t nspecs;
     char *text;            /* the resolved config (stored in the results file) */
     char hash[17];         /* FNV-1a 64 of text, hex */

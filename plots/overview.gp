@@ -106,54 +106,58 @@ time_range(L) = tsv_awk(agg, sprintf('$c["data_label"] == "%s" && $c["time_apply
 key_frac = 0.08 * (nspecs + 1)
 key_frac = key_frac > 0.6 ? 0.6 : key_frac
 
-do for [ext in out_formats] {
-    eval out_begin(fig . '_time', ext)
-    set multiplot title "Apply time (median over heads and layers); b: fitted log-log slope; grey: ∝ n² through exact"
-    do for [p = 1:nlabels] {
-        L = word(labels, p)
-        eval panel_at(p, panel_rows, panel_cols, 0.1, 0.98, key_top(nspecs + 3) + 0.09, 0.92, 0.1, 0.1)
-        @loglog
-        set title L noenhanced offset 0, -0.5
-        if (bottom_row(p)) { set xlabel "n (tokens)" } else { unset xlabel }
-        set ylabel "time of one apply (s)"
-        r = time_range(L)
-        if (words(r) != 2) {
-            unset key
-            eval empty_panel("no positive apply time")
-            continue
+# A figure with its own time plot sets overview_time = 0 before loading this file.
+if (!exists("overview_time")) overview_time = 1
+if (overview_time) {
+    do for [ext in out_formats] {
+        eval out_begin(fig . '_time', ext)
+        set multiplot title "Apply time (median over heads and layers); b: fitted log-log slope; grey: ∝ n² through exact"
+        do for [p = 1:nlabels] {
+            L = word(labels, p)
+            eval panel_at(p, panel_rows, panel_cols, 0.1, 0.98, key_top(nspecs + 3) + 0.09, 0.92, 0.1, 0.1)
+            @loglog
+            set title L noenhanced offset 0, -0.5
+            if (bottom_row(p)) { set xlabel "n (tokens)" } else { unset xlabel }
+            set ylabel "time of one apply (s)"
+            r = time_range(L)
+            if (words(r) != 2) {
+                unset key
+                eval empty_panel("no positive apply time")
+                continue
+            }
+            lo = floor(real(word(r, 1)))
+            hi = real(word(r, 2))
+            hi = hi < lo + 0.5 ? lo + 0.5 : hi
+            set yrange [10**lo : 10**(lo + (hi - lo + 0.1) / (1 - key_frac))]
+            # The panel's key: b of each curve, bidirectional in the first column, causal in the
+            # second; colours and symbols are explained by the shared key below the panels.
+            set key top left vertical maxrows nspecs samplen 1.2 spacing 0.85 font ",7" width -1 \
+                title "b: bidirectional, causal" left
+            e = exact_first(L)
+            n0 = words(e) == 2 ? real(word(e, 1)) : NaN
+            t0 = words(e) == 2 ? real(word(e, 2)) : NaN
+            # The slopes are looked up before the plot command (one word per curve).
+            slopes = ""
+            do for [cz = 0:1] {
+                do for [k = 1:nspecs] { slopes = slopes . slope_of(L, word(specs, k), cz) . " " }
+            }
+            plot for [cz = 0:1] for [k = 1:nspecs] \
+                     agg using (pick(L, word(specs, k), cz, "n")) \
+                               :(pick(L, word(specs, k), cz, "time_apply_s_med")) \
+                     with linespoints lc rgb spec_color(specs, k) pt spec_pt(specs, k, cz) ps 0.7 \
+                          dt causal_dt(cz) title word(slopes, cz * nspecs + k), \
+                 (x >= n0 ? t0 * (x / n0)**2 : NaN) with lines lc rgb "#808080" dt (8, 6) lw 1 \
+                     notitle
         }
-        lo = floor(real(word(r, 1)))
-        hi = real(word(r, 2))
-        hi = hi < lo + 0.5 ? lo + 0.5 : hi
-        set yrange [10**lo : 10**(lo + (hi - lo + 0.1) / (1 - key_frac))]
-        # The panel's key: b of each curve, bidirectional in the first column, causal in the
-        # second; colours and symbols are explained by the shared key below the panels.
-        set key top left vertical maxrows nspecs samplen 1.2 spacing 0.85 font ",7" width -1 \
-            title "b: bidirectional, causal" left
-        e = exact_first(L)
-        n0 = words(e) == 2 ? real(word(e, 1)) : NaN
-        t0 = words(e) == 2 ? real(word(e, 2)) : NaN
-        # The slopes are looked up before the plot command (one word per curve).
-        slopes = ""
-        do for [cz = 0:1] {
-            do for [k = 1:nspecs] { slopes = slopes . slope_of(L, word(specs, k), cz) . " " }
-        }
-        plot for [cz = 0:1] for [k = 1:nspecs] \
-                 agg using (pick(L, word(specs, k), cz, "n")) \
-                           :(pick(L, word(specs, k), cz, "time_apply_s_med")) \
-                 with linespoints lc rgb spec_color(specs, k) pt spec_pt(specs, k, cz) ps 0.7 \
-                      dt causal_dt(cz) title word(slopes, cz * nspecs + k), \
-             (x >= n0 ? t0 * (x / n0)**2 : NaN) with lines lc rgb "#808080" dt (8, 6) lw 1 \
-                 notitle
+        eval key_panel(0.02, 0.98, 0.01, key_top(nspecs + 3))
+        set key samplen 3 width 2
+        plot for [k = 1:nspecs] NaN with linespoints lc rgb spec_color(specs, k) \
+                 pt spec_pt(specs, k, 0) ps 0.7 title word(specs, k), \
+             for [cz = 0:1] NaN with linespoints lc rgb "#404040" pt (cz ? 6 : 7) ps 0.7 \
+                 dt causal_dt(cz) title causal_name(cz), \
+             NaN with lines lc rgb "#808080" dt (8, 6) lw 1 title "slope 2"
+        eval out_end
     }
-    eval key_panel(0.02, 0.98, 0.01, key_top(nspecs + 3))
-    set key samplen 3 width 2
-    plot for [k = 1:nspecs] NaN with linespoints lc rgb spec_color(specs, k) \
-             pt spec_pt(specs, k, 0) ps 0.7 title word(specs, k), \
-         for [cz = 0:1] NaN with linespoints lc rgb "#404040" pt (cz ? 6 : 7) ps 0.7 \
-             dt causal_dt(cz) title causal_name(cz), \
-         NaN with lines lc rgb "#808080" dt (8, 6) lw 1 title "slope 2"
-    eval out_end
 }
 
 # ---------------------------------------------------------------------------------------------

@@ -82,6 +82,8 @@ Test(sweep, config_expands_methods_canonically)
     cr_assert_str_eq(cfg->specs[0], "exact");
     cr_assert_str_eq(cfg->specs[1], "band:w=1");
     cr_assert_str_eq(cfg->specs[3], "band:w=4");
+    cr_assert_str_eq(cfg->labels[0], "exact");
+    cr_assert_str_eq(cfg->labels[3], "band:w=4");
     cr_assert_eq(cfg->repeats, 3);
     /* gauss: 3 n x 2 causal x 4 specs; local (32 tokens): 2 n x 2 x 4. */
     size_t total = 0;
