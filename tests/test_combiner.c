@@ -17,36 +17,6 @@
 #include "attn_io.h"
 #include "testutil.h"
 
-static double *matrix(const char *spec, const attn_problem *pb, const double *Q, const double *K,
-                      const double *V)
-{
-    attn_plan *plan = NULL;
-    cr_assert_eq(attn_plan_create(&plan, spec, pb), ATTN_OK, "%s: %s", spec, attn_last_error());
-    double *A = tu_alloc(pb->n * pb->m);
-    cr_assert_eq(attn_plan_materialize(plan, Q, K, V, A), ATTN_OK, "%s", attn_last_error());
-    attn_plan_destroy(plan);
-    return A;
-}
-
-static double *output(const char *spec, const attn_problem *pb, const double *Q, const double *K,
-                      const double *V)
-{
-    attn_plan *plan = NULL;
-    cr_assert_eq(attn_plan_create(&plan, spec, pb), ATTN_OK, "%s: %s", spec, attn_last_error());
-    double *O = tu_alloc(pb->n * pb->dv);
-    cr_assert_eq(attn_plan_apply(plan, Q, K, V, O), ATTN_OK, "%s", attn_last_error());
-    attn_plan_destroy(plan);
-    return O;
-}
-
-static double *exact_output(const attn_problem *pb, const double *Q, const double *K,
-                            const double *V)
-{
-    double *R = tu_alloc(pb->n * pb->dv);
-    cr_assert_eq(attn_reference(pb, Q, K, V, R, NULL), ATTN_OK);
-    return R;
-}
-
 /* The 8-token example: d = 2, blocks of 4, max pooling.  Expected matrices computed independently
  * from the definition (Ren et al. eq. 8) in double-precision Python: for query i in block t,
  * A_ij = exp(s q_i.k_j) / Z_i on the own block (causal: j <= i) and, for every other allowed
@@ -85,7 +55,7 @@ Test(combiner_fixed, hand_derived_8_token_example)
     for (int causal = 0; causal <= 1; causal++) {
         attn_problem pb = { .n = 8, .m = 8, .d = 2, .dv = 8, .causal = causal };
         /* With V = I the output rows are the attention rows: this checks apply itself. */
-        double *O = output("combiner_fixed:block=4", &pb, &Q8[0][0], &K8[0][0], I);
+        double *O = tu_apply("combiner_fixed:block=4", &pb, &Q8[0][0], &K8[0][0], I);
         const double(*want)[8] = causal ? want_causal : want_bidir;
         for (size_t i = 0; i < 8; i++)
             for (size_t j = 0; j < 8; j++)
@@ -96,29 +66,18 @@ Test(combiner_fixed, hand_derived_8_token_example)
     }
 }
 
-static void random_qkv(size_t n, size_t d, size_t dv, double **Q, double **K, double **V,
-                       unsigned long seed)
-{
-    *Q = tu_alloc(n * d);
-    *K = tu_alloc(n * d);
-    *V = tu_alloc(n * dv);
-    tu_fill_gauss(*Q, n * d, seed, 2.385);
-    tu_fill_gauss(*K, n * d, seed + 1, 1.0);
-    tu_fill_gauss(*V, n * dv, seed + 2, 1.0);
-}
-
 Test(combiner_fixed, full_support_where_the_sparse_twin_has_zeros)
 {
     size_t n = 37, d = 5, dv = 3;
     double *Q, *K, *V;
-    random_qkv(n, d, dv, &Q, &K, &V, 3);
+    tu_random_qkv(n, n, d, dv, 3, &Q, &K, &V);
     const char *specs[] = { "combiner_fixed:block=8", "combiner_fixed:block=8,pool=mean",
                             "combiner_fixed:block=8,pool=mean_log",
                             "combiner_fixed:block=8,oracle=mass" };
     for (int causal = 0; causal <= 1; causal++)
         for (size_t s = 0; s < 4; s++) {
             attn_problem pb = { .n = n, .m = n, .d = d, .dv = dv, .causal = causal };
-            double *A = matrix(specs[s], &pb, Q, K, V);
+            double *A = tu_materialize(specs[s], &pb, Q, K, V);
             for (size_t i = 0; i < n; i++)
                 for (size_t j = 0; j < n; j++) {
                     if (causal && j > i)
@@ -141,15 +100,10 @@ Test(combiner_fixed, exact_with_one_position_per_block)
 {
     size_t n = 45, d = 6, dv = 4;
     double *Q, *K, *V;
-    random_qkv(n, d, dv, &Q, &K, &V, 5);
+    tu_random_qkv(n, n, d, dv, 5, &Q, &K, &V);
     for (int causal = 0; causal <= 1; causal++) {
         attn_problem pb = { .n = n, .m = n, .d = d, .dv = dv, .causal = causal };
-        double *O = output("combiner_fixed:block=1", &pb, Q, K, V);
-        double *R = exact_output(&pb, Q, K, V);
-        cr_assert(tu_rel_fro(O, R, n * dv) <= 1e-13, "causal %d: %g", causal,
-                  tu_rel_fro(O, R, n * dv));
-        free(O);
-        free(R);
+        tu_expect_exact("combiner_fixed:block=1", &pb, Q, K, V, 1e-13, NULL);
     }
     free(Q);
     free(K);
@@ -163,25 +117,18 @@ Test(combiner_fixed, exact_with_identical_keys_per_block)
 {
     size_t n = 30, d = 4, dv = 3, b = 7; /* ragged: blocks 7, 7, 7, 7, 2 */
     double *Q, *K, *V;
-    random_qkv(n, d, dv, &Q, &K, &V, 9);
+    tu_random_qkv(n, n, d, dv, 9, &Q, &K, &V);
     for (size_t j = 0; j < n; j++)
         memcpy(K + j * d, K + (j / b) * b * d, d * sizeof *K);
     for (int causal = 0; causal <= 1; causal++) {
         attn_problem pb = { .n = n, .m = n, .d = d, .dv = dv, .causal = causal };
-        double *R = exact_output(&pb, Q, K, V);
         const char *exact_specs[] = { "combiner_fixed:block=7,pool=mean_log",
                                       "combiner_fixed:block=7,pool=max,oracle=mass",
                                       "combiner_fixed:block=7,pool=mean,oracle=mass" };
-        for (size_t s = 0; s < 3; s++) {
-            double *O = output(exact_specs[s], &pb, Q, K, V);
-            cr_assert(tu_rel_fro(O, R, n * dv) <= 1e-13, "%s causal %d: %g", exact_specs[s],
-                      causal, tu_rel_fro(O, R, n * dv));
-            free(O);
-        }
-        double *O = output("combiner_fixed:block=7,pool=max", &pb, Q, K, V);
-        cr_assert(tu_rel_fro(O, R, n * dv) > 1e-3, "max pooling has no size prior");
-        free(O);
-        free(R);
+        for (size_t s = 0; s < 3; s++)
+            tu_expect_exact(exact_specs[s], &pb, Q, K, V, 1e-13, NULL);
+        cr_assert(tu_error_vs_reference("combiner_fixed:block=7,pool=max", &pb, Q, K, V) > 1e-3,
+                  "max pooling has no size prior");
     }
     free(Q);
     free(K);
@@ -193,22 +140,15 @@ static void oracle_full_is_exact(const attn_problem *pb, const double *Q, const 
 {
     const char *specs[] = { "combiner_fixed:oracle=full", "combiner_fixed:block=5,oracle=full",
                             "combiner_fixed:block=64,pool=mean,oracle=full" };
-    double *R = exact_output(pb, Q, K, V);
-    for (size_t s = 0; s < 3; s++) {
-        double *O = output(specs[s], pb, Q, K, V);
-        double err = tu_rel_fro(O, R, pb->n * pb->dv);
-        cr_assert(err <= 1e-12, "%s on %s (causal %d): error %.3g", specs[s], what, pb->causal,
-                  err);
-        free(O);
-    }
-    free(R);
+    for (size_t s = 0; s < 3; s++)
+        tu_expect_exact(specs[s], pb, Q, K, V, 1e-12, what);
 }
 
 Test(combiner_fixed, oracle_full_reproduces_exact_attention)
 {
     size_t n = 300, d = 13, dv = 7;
     double *Q, *K, *V;
-    random_qkv(n, d, dv, &Q, &K, &V, 21);
+    tu_random_qkv(n, n, d, dv, 21, &Q, &K, &V);
     for (int causal = 0; causal <= 1; causal++) {
         attn_problem pb = { .n = n, .m = n, .d = d, .dv = dv, .causal = causal };
         oracle_full_is_exact(&pb, Q, K, V, "random data");
@@ -218,16 +158,11 @@ Test(combiner_fixed, oracle_full_reproduces_exact_attention)
     free(V);
     const char *files[] = { "data/ppocrv4-svtr-attn.h5", "data/stories260k-attn.h5" };
     for (size_t f = 0; f < 2; f++) {
-        attn_inputs *in = NULL;
-        char *path = tu_src_path(files[f]);
-        cr_assert_eq(attn_inputs_read(&in, path, 0, 0), ATTN_OK, "%s", attn_last_error());
         const double *q, *k, *v;
-        attn_inputs_head(in, 1, 3, &q, &k, &v);
-        attn_problem pb = { .n = in->n, .m = in->n, .d = in->d, .dv = in->dv,
-                            .causal = in->causal == 1, .scale = in->scale };
+        attn_inputs *in = tu_load_head(files[f], 1, 3, &q, &k, &v);
+        attn_problem pb = tu_inputs_problem(in, in->causal == 1);
         oracle_full_is_exact(&pb, q, k, v, files[f]);
         attn_inputs_destroy(in);
-        free(path);
     }
 }
 
@@ -237,9 +172,9 @@ Test(combiner_fixed, shared_groups_give_rank_one_blocks)
 {
     size_t n = 48, d = 5, dv = 2, b = 16;
     double *Q, *K, *V;
-    random_qkv(n, d, dv, &Q, &K, &V, 31);
+    tu_random_qkv(n, n, d, dv, 31, &Q, &K, &V);
     attn_problem pb = { .n = n, .m = n, .d = d, .dv = dv };
-    double *A = matrix("combiner_fixed:block=16", &pb, Q, K, V);
+    double *A = tu_materialize("combiner_fixed:block=16", &pb, Q, K, V);
     for (size_t i = 1; i < b; i++) {
         double ratio = A[i * n + 2 * b] / A[0 * n + 2 * b];
         for (size_t j = 2 * b; j < 3 * b; j++)
@@ -255,8 +190,7 @@ Test(combiner_fixed, shared_groups_give_rank_one_blocks)
 Test(combiner_fixed, auto_block_is_resolved_in_the_spec)
 {
     attn_problem pb = { .n = 1000, .m = 1000, .d = 8, .dv = 8 };
-    attn_plan *plan = NULL;
-    cr_assert_eq(attn_plan_create(&plan, "combiner_fixed", &pb), ATTN_OK);
+    attn_plan *plan = tu_plan("combiner_fixed", &pb);
     /* sqrt(1000) = 31.6: the power of two at or above it is 32. */
     cr_assert_str_eq(attn_plan_spec(plan), "combiner_fixed:block=32,pool=max,oracle=none");
     attn_plan_destroy(plan);
@@ -267,7 +201,7 @@ Test(combiner_fixed, auto_block_is_resolved_in_the_spec)
     cr_assert_eq(attn_spec_parse("combiner_fixed", &method, values), ATTN_OK);
     attn_spec_format(method, values, buf, sizeof buf);
     cr_assert_str_eq(buf, "combiner_fixed:block=auto,pool=max,oracle=none");
-    cr_assert_eq(attn_plan_create(&plan, buf, &pb), ATTN_OK, "%s", attn_last_error());
+    plan = tu_plan(buf, &pb);
     cr_assert_str_eq(attn_plan_spec(plan), "combiner_fixed:block=32,pool=max,oracle=none");
     attn_plan_destroy(plan);
     cr_assert_eq(attn_spec_parse("band:w=auto", &method, values), ATTN_EPARAM);

@@ -288,50 +288,6 @@ static double *reference_matrix(const config *cf, size_t n, size_t m, int causal
     return A;
 }
 
-/* ---------------------------------------------------------------------------------------------
- * Helpers.
- */
-static double *matrix(const char *spec, const attn_problem *pb, const double *Q, const double *K,
-                      const double *V)
-{
-    attn_plan *plan = NULL;
-    cr_assert_eq(attn_plan_create(&plan, spec, pb), ATTN_OK, "%s: %s", spec, attn_last_error());
-    double *A = tu_alloc(pb->n * pb->m);
-    cr_assert_eq(attn_plan_materialize(plan, Q, K, V, A), ATTN_OK, "%s", attn_last_error());
-    attn_plan_destroy(plan);
-    return A;
-}
-
-static double *output(const char *spec, const attn_problem *pb, const double *Q, const double *K,
-                      const double *V)
-{
-    attn_plan *plan = NULL;
-    cr_assert_eq(attn_plan_create(&plan, spec, pb), ATTN_OK, "%s: %s", spec, attn_last_error());
-    double *O = tu_alloc(pb->n * pb->dv);
-    cr_assert_eq(attn_plan_apply(plan, Q, K, V, O), ATTN_OK, "%s", attn_last_error());
-    attn_plan_destroy(plan);
-    return O;
-}
-
-static double *exact_output(const attn_problem *pb, const double *Q, const double *K,
-                            const double *V)
-{
-    double *R = tu_alloc(pb->n * pb->dv);
-    cr_assert_eq(attn_reference(pb, Q, K, V, R, NULL), ATTN_OK);
-    return R;
-}
-
-static void random_qkv(size_t n, size_t d, size_t dv, double **Q, double **K, double **V,
-                       unsigned long seed)
-{
-    *Q = tu_alloc(n * d);
-    *K = tu_alloc(n * d);
-    *V = tu_alloc(n * dv);
-    tu_fill_gauss(*Q, n * d, seed, 2.385);
-    tu_fill_gauss(*K, n * d, seed + 1, 1.0);
-    tu_fill_gauss(*V, n * dv, seed + 2, 1.0);
-}
-
 /* (n, m): ragged last rows, m = 1, m >= n, one row, two rows, many rows. */
 static const size_t shapes[][2] = {
     { 1, 1 },  { 2, 1 },  { 5, 2 },   { 7, 3 },   { 8, 3 },   { 8, 4 },   { 9, 3 },   { 10, 4 },
@@ -391,7 +347,7 @@ Test(combiner_axial, matrix_and_output_match_the_definition)
     for (size_t s = 0; s < NSHAPES; s++) {
         size_t n = shapes[s][0], m = shapes[s][1];
         double *Q, *K, *V;
-        random_qkv(n, d, dv, &Q, &K, &V, 100 + s);
+        tu_random_qkv(n, n, d, dv, 100 + s, &Q, &K, &V);
         for (int causal = 0; causal <= 1; causal++)
             for (size_t k = 0; k < NCONFIGS; k++) {
                 attn_problem pb = { .n = n, .m = n, .d = d, .dv = dv, .causal = causal };
@@ -399,11 +355,11 @@ Test(combiner_axial, matrix_and_output_match_the_definition)
                 spec_of(&configs[k], m, NULL, spec, sizeof spec);
                 double *R = reference_matrix(&configs[k], n, m, causal, Q, K, d,
                                              1.0 / sqrt((double) d));
-                double *A = matrix(spec, &pb, Q, K, V);
+                double *A = tu_materialize(spec, &pb, Q, K, V);
                 double err = tu_max_abs_diff(A, R, n * n);
                 cr_assert(err <= 1e-13, "%s, n = %zu, causal %d: max |A - A_ref| = %.3g", spec, n,
                           causal, err);
-                double *O = output(spec, &pb, Q, K, V), *RV = tu_alloc(n * dv);
+                double *O = tu_apply(spec, &pb, Q, K, V), *RV = tu_alloc(n * dv);
                 tu_matmul(R, V, RV, n, n, dv);
                 err = tu_rel_fro(O, RV, n * dv);
                 cr_assert(err <= 1e-13, "%s, n = %zu, causal %d: |O - A_ref V| / |A_ref V| = %.3g",
@@ -436,7 +392,7 @@ static void check_row(const char *spec, int causal, const double *q, size_t i,
         I[j * 8 + j] = 1.0;
     }
     attn_problem pb = { .n = 8, .m = 8, .d = 1, .dv = 8, .causal = causal, .scale = 1.0 };
-    double *O = output(spec, &pb, Q, K, I);
+    double *O = tu_apply(spec, &pb, Q, K, I);
     double sum = 0.0;
     for (size_t j = 0; j < 8; j++) {
         cr_assert(fabs(O[i * 8 + j] - want[j]) <= 1e-15, "%s causal %d: A[%zu][%zu] = %.17g, "
@@ -549,7 +505,7 @@ Test(combiner_axial, full_support_and_row_sums_for_every_configuration)
 {
     size_t n = 37, d = 5, dv = 3;
     double *Q, *K, *V;
-    random_qkv(n, d, dv, &Q, &K, &V, 3);
+    tu_random_qkv(n, n, d, dv, 3, &Q, &K, &V);
     const char *oracles[] = { NULL, "oracle=mass" };
     for (int causal = 0; causal <= 1; causal++)
         for (size_t k = 0; k < NCONFIGS; k++)
@@ -557,7 +513,7 @@ Test(combiner_axial, full_support_and_row_sums_for_every_configuration)
                 attn_problem pb = { .n = n, .m = n, .d = d, .dv = dv, .causal = causal };
                 char spec[256];
                 spec_of(&configs[k], 8, oracles[o], spec, sizeof spec);
-                double *A = matrix(spec, &pb, Q, K, V);
+                double *A = tu_materialize(spec, &pb, Q, K, V);
                 for (size_t i = 0; i < n; i++) {
                     double sum = 0.0;
                     for (size_t j = 0; j < n; j++) {
@@ -583,12 +539,12 @@ Test(combiner_axial, causal_for_every_configuration)
 {
     size_t n = 50, d = 6, dv = 4;
     double *Q, *K, *V;
-    random_qkv(n, d, dv, &Q, &K, &V, 17);
+    tu_random_qkv(n, n, d, dv, 17, &Q, &K, &V);
     attn_problem pb = { .n = n, .m = n, .d = d, .dv = dv, .causal = 1 };
     for (size_t k = 0; k < NCONFIGS; k++) {
         char spec[256];
         spec_of(&configs[k], 7, NULL, spec, sizeof spec);
-        double *O = output(spec, &pb, Q, K, V);
+        double *O = tu_apply(spec, &pb, Q, K, V);
         size_t cuts[] = { 0, 6, 7, 20, 48 };
         for (size_t t = 0; t < 5; t++) {
             size_t i = cuts[t];
@@ -597,7 +553,7 @@ Test(combiner_axial, causal_for_every_configuration)
             memcpy(V2, V, n * dv * sizeof *V2);
             tu_fill_gauss(K2 + (i + 1) * d, (n - i - 1) * d, 70 + i, 3.1);
             tu_fill_gauss(V2 + (i + 1) * dv, (n - i - 1) * dv, 80 + i, 5.3);
-            double *O2 = output(spec, &pb, Q, K2, V2);
+            double *O2 = tu_apply(spec, &pb, Q, K2, V2);
             cr_assert(memcmp(O, O2, (i + 1) * dv * sizeof *O) == 0,
                       "%s: rows <= %zu changed with the keys after %zu", spec, i, i);
             free(K2);
@@ -614,28 +570,12 @@ Test(combiner_axial, causal_for_every_configuration)
 /* ---------------------------------------------------------------------------------------------
  * Exact cases.
  */
-static void expect_exact(const char *spec, const attn_problem *pb, const double *Q,
-                         const double *K, const double *V, double tol)
-{
-    double *O = output(spec, pb, Q, K, V);
-    double *R = exact_output(pb, Q, K, V);
-    double err = tu_rel_fro(O, R, pb->n * pb->dv);
-    cr_assert(err <= tol, "%s, n = %zu, causal %d: error %.3g against exact", spec, pb->n,
-              pb->causal, err);
-    free(O);
-    free(R);
-}
-
 static void expect_inexact(const char *spec, const attn_problem *pb, const double *Q,
                            const double *K, const double *V)
 {
-    double *O = output(spec, pb, Q, K, V);
-    double *R = exact_output(pb, Q, K, V);
-    double err = tu_rel_fro(O, R, pb->n * pb->dv);
+    double err = tu_error_vs_reference(spec, pb, Q, K, V);
     cr_assert(err > 1e-3, "%s, causal %d: error only %.3g: expected an approximation", spec,
               pb->causal, err);
-    free(O);
-    free(R);
 }
 
 /* Groups of one position: the pooled key and query are the position's own, the local expectation
@@ -646,7 +586,7 @@ Test(combiner_axial, exact_when_groups_are_single_positions_or_one_row)
 {
     size_t n = 31, d = 6, dv = 4;
     double *Q, *K, *V;
-    random_qkv(n, d, dv, &Q, &K, &V, 5);
+    tu_random_qkv(n, n, d, dv, 5, &Q, &K, &V);
     const char *specs[] = {
         "combiner_axial:block=1",
         "combiner_axial:block=1,row_summary=none",
@@ -665,11 +605,11 @@ Test(combiner_axial, exact_when_groups_are_single_positions_or_one_row)
     for (int causal = 0; causal <= 1; causal++) {
         attn_problem pb = { .n = n, .m = n, .d = d, .dv = dv, .causal = causal };
         for (size_t s = 0; s < sizeof specs / sizeof specs[0]; s++)
-            expect_exact(specs[s], &pb, Q, K, V, 1e-13);
+            tu_expect_exact(specs[s], &pb, Q, K, V, 1e-13, NULL);
         /* The causal union at block = 1 is exact too (no column groups, no segments); the
          * bidirectional union counts self twice. */
         if (causal)
-            expect_exact("combiner_axial:block=1,mixture=union", &pb, Q, K, V, 1e-13);
+            tu_expect_exact("combiner_axial:block=1,mixture=union", &pb, Q, K, V, 1e-13, NULL);
         else
             expect_inexact("combiner_axial:block=1,mixture=union", &pb, Q, K, V);
         expect_inexact("combiner_axial:block=5,variant=col", &pb, Q, K, V);
@@ -688,7 +628,7 @@ Test(combiner_axial, exact_with_identical_keys_per_group_and_mean_log)
 {
     size_t n = 30, d = 4, dv = 3, m = 7; /* rows 7, 7, 7, 7, 2 */
     double *Q, *K, *V;
-    random_qkv(n, d, dv, &Q, &K, &V, 9);
+    tu_random_qkv(n, n, d, dv, 9, &Q, &K, &V);
     double *Kcol = tu_alloc(n * d), *Krow = tu_alloc(n * d);
     for (size_t j = 0; j < n; j++) {
         memcpy(Kcol + j * d, K + (j % m) * d, d * sizeof *K);
@@ -696,11 +636,14 @@ Test(combiner_axial, exact_with_identical_keys_per_group_and_mean_log)
     }
     for (int causal = 0; causal <= 1; causal++) {
         attn_problem pb = { .n = n, .m = n, .d = d, .dv = dv, .causal = causal };
-        expect_exact("combiner_axial:block=7,variant=col,pool=mean_log", &pb, Q, Kcol, V, 1e-13);
-        expect_exact("combiner_axial:block=7,variant=mixed,pool=mean_log", &pb, Q, Krow, V, 1e-13);
-        expect_exact("combiner_axial:block=7,variant=row,pool=mean_log", &pb, Q, Krow, V, 1e-13);
-        expect_exact("combiner_axial:block=7,variant=row,pool=mean_log,row_summary=none", &pb, Q,
-                     Krow, V, 1e-13);
+        tu_expect_exact("combiner_axial:block=7,variant=col,pool=mean_log", &pb, Q, Kcol, V, 1e-13,
+                        NULL);
+        tu_expect_exact("combiner_axial:block=7,variant=mixed,pool=mean_log", &pb, Q, Krow, V,
+                        1e-13, NULL);
+        tu_expect_exact("combiner_axial:block=7,variant=row,pool=mean_log", &pb, Q, Krow, V, 1e-13,
+                        NULL);
+        tu_expect_exact("combiner_axial:block=7,variant=row,pool=mean_log,row_summary=none", &pb, Q,
+                        Krow, V, 1e-13, NULL);
         /* Max pooling has no size prior: not exact. */
         expect_inexact("combiner_axial:block=7,variant=col", &pb, Q, Kcol, V);
         expect_inexact("combiner_axial:block=7,variant=mixed", &pb, Q, Krow, V);
@@ -732,33 +675,24 @@ static void oracle_full_is_exact(const attn_problem *pb, const double *Q, const 
         "combiner_axial:mixture=average,oracle=full",
         "combiner_axial:block=7,mixture=average,pool=mean_log,oracle=full",
     };
-    double *R = exact_output(pb, Q, K, V);
-    for (size_t s = 0; s < sizeof specs / sizeof specs[0]; s++) {
-        double *O = output(specs[s], pb, Q, K, V);
-        double err = tu_rel_fro(O, R, pb->n * pb->dv);
-        cr_assert(err <= 1e-12, "%s on %s (causal %d): error %.3g", specs[s], what, pb->causal,
-                  err);
-        free(O);
-    }
+    for (size_t s = 0; s < sizeof specs / sizeof specs[0]; s++)
+        tu_expect_exact(specs[s], pb, Q, K, V, 1e-12, what);
     const char *un[] = { "combiner_axial:block=7,mixture=union,oracle=full",
                          "combiner_axial:mixture=union,pool=mean,oracle=full" };
     for (size_t s = 0; s < 2; s++) {
-        double *O = output(un[s], pb, Q, K, V);
-        double err = tu_rel_fro(O, R, pb->n * pb->dv);
+        double err = tu_error_vs_reference(un[s], pb, Q, K, V);
         if (pb->causal)
             cr_assert(err > 1e-3, "%s on %s (causal): error only %.3g", un[s], what, err);
         else
             cr_assert(err <= 1e-12, "%s on %s (bidirectional): error %.3g", un[s], what, err);
-        free(O);
     }
-    free(R);
 }
 
 Test(combiner_axial, oracle_full_reproduces_exact_attention)
 {
     size_t n = 300, d = 13, dv = 7;
     double *Q, *K, *V;
-    random_qkv(n, d, dv, &Q, &K, &V, 21);
+    tu_random_qkv(n, n, d, dv, 21, &Q, &K, &V);
     for (int causal = 0; causal <= 1; causal++) {
         attn_problem pb = { .n = n, .m = n, .d = d, .dv = dv, .causal = causal };
         oracle_full_is_exact(&pb, Q, K, V, "random data");
@@ -766,18 +700,13 @@ Test(combiner_axial, oracle_full_reproduces_exact_attention)
     free(Q);
     free(K);
     free(V);
-    attn_inputs *in = NULL;
-    char *path = tu_src_path("data/ppocrv4-svtr-attn.h5");
-    cr_assert_eq(attn_inputs_read(&in, path, 0, 0), ATTN_OK, "%s", attn_last_error());
     const double *q, *k, *v;
-    attn_inputs_head(in, 1, 3, &q, &k, &v);
+    attn_inputs *in = tu_load_head("data/ppocrv4-svtr-attn.h5", 1, 3, &q, &k, &v);
     for (int causal = 0; causal <= 1; causal++) {
-        attn_problem pb = { .n = in->n, .m = in->n, .d = in->d, .dv = in->dv, .causal = causal,
-                            .scale = in->scale };
+        attn_problem pb = tu_inputs_problem(in, causal);
         oracle_full_is_exact(&pb, q, k, v, "data/ppocrv4-svtr-attn.h5 layer 1 head 3");
     }
     attn_inputs_destroy(in);
-    free(path);
 }
 
 /* The mass oracle fixes only the group logits: better than nothing on random data, and exactly
@@ -786,11 +715,13 @@ Test(combiner_axial, oracle_mass_is_exact_where_local_distributions_are)
 {
     size_t n = 31, d = 6, dv = 4;
     double *Q, *K, *V;
-    random_qkv(n, d, dv, &Q, &K, &V, 13);
+    tu_random_qkv(n, n, d, dv, 13, &Q, &K, &V);
     for (int causal = 0; causal <= 1; causal++) {
         attn_problem pb = { .n = n, .m = n, .d = d, .dv = dv, .causal = causal };
-        expect_exact("combiner_axial:block=2,variant=mixed,oracle=mass", &pb, Q, K, V, 1e-13);
-        expect_exact("combiner_axial:block=1,variant=col,oracle=mass", &pb, Q, K, V, 1e-13);
+        tu_expect_exact("combiner_axial:block=2,variant=mixed,oracle=mass", &pb, Q, K, V, 1e-13,
+                        NULL);
+        tu_expect_exact("combiner_axial:block=1,variant=col,oracle=mass", &pb, Q, K, V, 1e-13,
+                        NULL);
         expect_inexact("combiner_axial:block=5,variant=col,oracle=mass", &pb, Q, K, V);
     }
     free(Q);
@@ -805,13 +736,13 @@ Test(combiner_axial, union_and_average_differ_and_are_both_distributions)
 {
     size_t n = 45, d = 5, dv = 3;
     double *Q, *K, *V;
-    random_qkv(n, d, dv, &Q, &K, &V, 41);
+    tu_random_qkv(n, n, d, dv, 41, &Q, &K, &V);
     for (int causal = 0; causal <= 1; causal++) {
         attn_problem pb = { .n = n, .m = n, .d = d, .dv = dv, .causal = causal };
-        double *Aa = matrix("combiner_axial:block=6,mixture=average", &pb, Q, K, V);
-        double *Au = matrix("combiner_axial:block=6,mixture=union", &pb, Q, K, V);
-        double *Ac = matrix("combiner_axial:block=6,variant=col", &pb, Q, K, V);
-        double *Am = matrix("combiner_axial:block=6,variant=mixed", &pb, Q, K, V);
+        double *Aa = tu_materialize("combiner_axial:block=6,mixture=average", &pb, Q, K, V);
+        double *Au = tu_materialize("combiner_axial:block=6,mixture=union", &pb, Q, K, V);
+        double *Ac = tu_materialize("combiner_axial:block=6,variant=col", &pb, Q, K, V);
+        double *Am = tu_materialize("combiner_axial:block=6,variant=mixed", &pb, Q, K, V);
         for (size_t i = 0; i < n; i++) {
             double sa = 0.0, su = 0.0;
             for (size_t j = 0; j < n; j++) {
@@ -842,8 +773,7 @@ Test(combiner_axial, union_and_average_differ_and_are_both_distributions)
 Test(combiner_axial, auto_block_is_resolved_in_the_spec)
 {
     attn_problem pb = { .n = 1000, .m = 1000, .d = 8, .dv = 8 };
-    attn_plan *plan = NULL;
-    cr_assert_eq(attn_plan_create(&plan, "combiner_axial", &pb), ATTN_OK);
+    attn_plan *plan = tu_plan("combiner_axial", &pb);
     /* sqrt(1000) = 31.6: the power of two at or above it is 32. */
     cr_assert_str_eq(attn_plan_spec(plan), "combiner_axial:block=32,variant=row,mixture=none,"
                                            "row_summary=wsum,pool=max,oracle=none");
@@ -863,8 +793,7 @@ Test(combiner_axial, scratch_is_linear_in_n)
     for (int causal = 0; causal <= 1; causal++)
         for (size_t s = 0; s < sizeof specs / sizeof specs[0]; s++) {
             attn_problem pb = { .n = n, .m = n, .d = d, .dv = dv, .causal = causal };
-            attn_plan *plan = NULL;
-            cr_assert_eq(attn_plan_create(&plan, specs[s], &pb), ATTN_OK, "%s", attn_last_error());
+            attn_plan *plan = tu_plan(specs[s], &pb);
             attn_cost cost;
             attn_plan_cost(plan, &cost);
             double bound = 8.0 * (12.0 * (double) n * (double) (d + dv + 2) + 65536.0);

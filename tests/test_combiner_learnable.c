@@ -17,47 +17,6 @@
 #include "attn_io.h"
 #include "testutil.h"
 
-static double *matrix(const char *spec, const attn_problem *pb, const double *Q, const double *K,
-                      const double *V)
-{
-    attn_plan *plan = NULL;
-    cr_assert_eq(attn_plan_create(&plan, spec, pb), ATTN_OK, "%s: %s", spec, attn_last_error());
-    double *A = tu_alloc(pb->n * pb->m);
-    cr_assert_eq(attn_plan_materialize(plan, Q, K, V, A), ATTN_OK, "%s", attn_last_error());
-    attn_plan_destroy(plan);
-    return A;
-}
-
-static double *output(const char *spec, const attn_problem *pb, const double *Q, const double *K,
-                      const double *V)
-{
-    attn_plan *plan = NULL;
-    cr_assert_eq(attn_plan_create(&plan, spec, pb), ATTN_OK, "%s: %s", spec, attn_last_error());
-    double *O = tu_alloc(pb->n * pb->dv);
-    cr_assert_eq(attn_plan_apply(plan, Q, K, V, O), ATTN_OK, "%s", attn_last_error());
-    attn_plan_destroy(plan);
-    return O;
-}
-
-static double *exact_output(const attn_problem *pb, const double *Q, const double *K,
-                            const double *V)
-{
-    double *R = tu_alloc(pb->n * pb->dv);
-    cr_assert_eq(attn_reference(pb, Q, K, V, R, NULL), ATTN_OK);
-    return R;
-}
-
-static void random_qkv(size_t n, size_t d, size_t dv, double **Q, double **K, double **V,
-                       unsigned long seed)
-{
-    *Q = tu_alloc(n * d);
-    *K = tu_alloc(n * d);
-    *V = tu_alloc(n * dv);
-    tu_fill_gauss(*Q, n * d, seed, 2.385);
-    tu_fill_gauss(*K, n * d, seed + 1, 1.0);
-    tu_fill_gauss(*V, n * dv, seed + 2, 1.0);
-}
-
 /* The Combiner matrix (Ren et al. eq. 8) for a given partition cluster[0..n), written from the
  * definition with plain loops and nothing of the library: for query i the allowed keys are
  * j <= i (causal) or all; the direct set is the allowed part of i's cluster; every other cluster's
@@ -192,7 +151,7 @@ Test(combiner_learnable, hand_derived_8_token_example)
             reference_matrix(8, 2, 1.0 / sqrt(2.0), &Q8[0][0], &K8[0][0], cluster8, 2, causal,
                              pools[s], want);
             /* With V = I the output rows are the attention rows: this checks apply itself. */
-            double *O = output(specs[s], &pb, &Q8[0][0], &K8[0][0], I);
+            double *O = tu_apply(specs[s], &pb, &Q8[0][0], &K8[0][0], I);
             char what[128];
             snprintf(what, sizeof what, "%s causal %d", specs[s], causal);
             assert_close(O, want, 64, 1e-15, what);
@@ -200,8 +159,8 @@ Test(combiner_learnable, hand_derived_8_token_example)
         }
     /* The hand-derived rows: causal rows 0..2 equal exact attention, row 3 does not. */
     attn_problem pb = { .n = 8, .m = 8, .d = 2, .dv = 8, .causal = 1 };
-    double *O = output("combiner_learnable:clusters=2", &pb, &Q8[0][0], &K8[0][0], I);
-    double *R = exact_output(&pb, &Q8[0][0], &K8[0][0], I);
+    double *O = tu_apply("combiner_learnable:clusters=2", &pb, &Q8[0][0], &K8[0][0], I);
+    double *R = tu_reference(&pb, &Q8[0][0], &K8[0][0], I);
     assert_close(O, R, 3 * 8, 1e-15, "causal rows 0..2");
     cr_assert(fabs(O[3 * 8 + 0] - R[3 * 8 + 0]) > 1e-6, "row 3 pools {0, 2}: not exact");
     free(O);
@@ -241,7 +200,7 @@ Test(combiner_learnable, partition_of_direction_clusters)
     double *Q = tu_alloc(n * d), *V = tu_alloc(n * dv);
     for (int causal = 0; causal <= 1; causal++) {
         attn_problem pb = { .n = n, .m = n, .d = d, .dv = dv, .causal = causal };
-        double *A = matrix("combiner_learnable:clusters=5", &pb, Q, K, V);
+        double *A = tu_materialize("combiner_learnable:clusters=5", &pb, Q, K, V);
         for (size_t i = 0; i < n; i++) {
             size_t jend = causal ? i + 1 : n, size[5] = { 0 };
             for (size_t j = 0; j < jend; j++)
@@ -278,7 +237,7 @@ Test(combiner_learnable, direction_clusters_match_the_definition)
     for (int causal = 0; causal <= 1; causal++)
         for (int pool = 0; pool < 3; pool++) {
             attn_problem pb = { .n = n, .m = n, .d = d, .dv = dv, .causal = causal };
-            double *A = matrix(specs[pool], &pb, Q, K, V);
+            double *A = tu_materialize(specs[pool], &pb, Q, K, V);
             reference_matrix(n, d, 1.0 / sqrt((double) d), Q, K, cluster, 5, causal, pool, want);
             char what[128];
             snprintf(what, sizeof what, "%s causal %d", specs[pool], causal);
@@ -308,7 +267,7 @@ Test(combiner_learnable, partition_on_random_keys)
     for (int causal = 0; causal <= 1; causal++)
         for (size_t s = 0; s < 3; s++) {
             attn_problem pb = { .n = n, .m = n, .d = d, .dv = dv, .causal = causal };
-            double *A = matrix(specs[s], &pb, Q, K, V);
+            double *A = tu_materialize(specs[s], &pb, Q, K, V);
             for (size_t i = 0; i < n; i++) {
                 size_t jend = causal ? i + 1 : n;
                 double top = 0.0;
@@ -366,14 +325,14 @@ Test(combiner_learnable, full_support)
 {
     size_t n = 61, d = 5, dv = 3;
     double *Q, *K, *V;
-    random_qkv(n, d, dv, &Q, &K, &V, 3);
+    tu_random_qkv(n, n, d, dv, 3, &Q, &K, &V);
     const char *specs[] = { "combiner_learnable", "combiner_learnable:clusters=6,pool=mean",
                             "combiner_learnable:clusters=13,pool=mean_log",
                             "combiner_learnable:clusters=6,oracle=mass" };
     for (int causal = 0; causal <= 1; causal++)
         for (size_t s = 0; s < 4; s++) {
             attn_problem pb = { .n = n, .m = n, .d = d, .dv = dv, .causal = causal };
-            double *A = matrix(specs[s], &pb, Q, K, V);
+            double *A = tu_materialize(specs[s], &pb, Q, K, V);
             for (size_t i = 0; i < n; i++) {
                 double sum = 0.0;
                 for (size_t j = 0; j < n; j++) {
@@ -402,26 +361,25 @@ Test(combiner_learnable, seeds)
 {
     size_t n = 200, d = 6, dv = 4;
     double *Q, *K, *V;
-    random_qkv(n, d, dv, &Q, &K, &V, 41);
+    tu_random_qkv(n, n, d, dv, 41, &Q, &K, &V);
     double *Q0 = tu_alloc(n * d);
     attn_problem pb = { .n = n, .m = n, .d = d, .dv = dv };
-    attn_plan *plan = NULL;
-    cr_assert_eq(attn_plan_create(&plan, "combiner_learnable:clusters=14,seed=1", &pb), ATTN_OK);
+    attn_plan *plan = tu_plan("combiner_learnable:clusters=14,seed=1", &pb);
     double *O1 = tu_alloc(n * dv), *O2 = tu_alloc(n * dv);
     cr_assert_eq(attn_plan_apply(plan, Q, K, V, O1), ATTN_OK);
     cr_assert_eq(attn_plan_apply(plan, Q, K, V, O2), ATTN_OK);
     cr_assert(memcmp(O1, O2, n * dv * sizeof *O1) == 0, "two applies of one plan differ");
     attn_plan_destroy(plan);
-    double *O3 = output("combiner_learnable:clusters=14,seed=1", &pb, Q, K, V);
+    double *O3 = tu_apply("combiner_learnable:clusters=14,seed=1", &pb, Q, K, V);
     cr_assert(memcmp(O1, O3, n * dv * sizeof *O1) == 0, "two plans of one spec differ");
-    double *O4 = output("combiner_learnable:clusters=14,seed=2", &pb, Q, K, V);
+    double *O4 = tu_apply("combiner_learnable:clusters=14,seed=2", &pb, Q, K, V);
     cr_assert(tu_max_abs_diff(O1, O4, n * dv) > 1e-6, "seed 2 gives the output of seed 1");
-    double *A1 = matrix("combiner_learnable:clusters=14,seed=1", &pb, Q0, K, V);
-    double *A2 = matrix("combiner_learnable:clusters=14,seed=2", &pb, Q0, K, V);
+    double *A1 = tu_materialize("combiner_learnable:clusters=14,seed=1", &pb, Q0, K, V);
+    double *A2 = tu_materialize("combiner_learnable:clusters=14,seed=2", &pb, Q0, K, V);
     cr_assert(memcmp(A1, A2, n * n * sizeof *A1) != 0, "seed 2 gives the clusters of seed 1");
     pb.causal = 1;
-    double *C1 = output("combiner_learnable:clusters=14,seed=1", &pb, Q, K, V);
-    double *C2 = output("combiner_learnable:clusters=14,seed=2", &pb, Q, K, V);
+    double *C1 = tu_apply("combiner_learnable:clusters=14,seed=1", &pb, Q, K, V);
+    double *C2 = tu_apply("combiner_learnable:clusters=14,seed=2", &pb, Q, K, V);
     cr_assert(memcmp(C1, C2, n * dv * sizeof *C1) == 0, "the causal form depends on the seed");
     free(O1);
     free(O2);
@@ -443,22 +401,15 @@ static void oracle_full_is_exact(const attn_problem *pb, const double *Q, const 
     const char *specs[] = { "combiner_learnable:oracle=full",
                             "combiner_learnable:clusters=5,oracle=full,seed=9",
                             "combiner_learnable:clusters=40,pool=mean,oracle=full" };
-    double *R = exact_output(pb, Q, K, V);
-    for (size_t s = 0; s < 3; s++) {
-        double *O = output(specs[s], pb, Q, K, V);
-        double err = tu_rel_fro(O, R, pb->n * pb->dv);
-        cr_assert(err <= 1e-12, "%s on %s (causal %d): error %.3g", specs[s], what, pb->causal,
-                  err);
-        free(O);
-    }
-    free(R);
+    for (size_t s = 0; s < 3; s++)
+        tu_expect_exact(specs[s], pb, Q, K, V, 1e-12, what);
 }
 
 Test(combiner_learnable, oracle_full_reproduces_exact_attention)
 {
     size_t n = 300, d = 13, dv = 7;
     double *Q, *K, *V;
-    random_qkv(n, d, dv, &Q, &K, &V, 21);
+    tu_random_qkv(n, n, d, dv, 21, &Q, &K, &V);
     for (int causal = 0; causal <= 1; causal++) {
         attn_problem pb = { .n = n, .m = n, .d = d, .dv = dv, .causal = causal };
         oracle_full_is_exact(&pb, Q, K, V, "random data");
@@ -469,18 +420,13 @@ Test(combiner_learnable, oracle_full_reproduces_exact_attention)
     /* Real heads, in both forms whatever the model used. */
     const char *files[] = { "data/stories260k-attn.h5", "data/ppocrv4-svtr-attn.h5" };
     for (size_t f = 0; f < 2; f++) {
-        attn_inputs *in = NULL;
-        char *path = tu_src_path(files[f]);
-        cr_assert_eq(attn_inputs_read(&in, path, 0, 0), ATTN_OK, "%s", attn_last_error());
         const double *q, *k, *v;
-        attn_inputs_head(in, 1, 3, &q, &k, &v);
+        attn_inputs *in = tu_load_head(files[f], 1, 3, &q, &k, &v);
         for (int causal = 0; causal <= 1; causal++) {
-            attn_problem pb = { .n = in->n, .m = in->n, .d = in->d, .dv = in->dv,
-                                .causal = causal, .scale = in->scale };
+            attn_problem pb = tu_inputs_problem(in, causal);
             oracle_full_is_exact(&pb, q, k, v, files[f]);
         }
         attn_inputs_destroy(in);
-        free(path);
     }
 }
 
@@ -490,20 +436,14 @@ Test(combiner_learnable, exact_with_one_cluster_and_with_singletons)
 {
     size_t n = 97, d = 6, dv = 4;
     double *Q, *K, *V;
-    random_qkv(n, d, dv, &Q, &K, &V, 5);
+    tu_random_qkv(n, n, d, dv, 5, &Q, &K, &V);
     const char *specs[] = { "combiner_learnable:clusters=1", "combiner_learnable:size=97",
                             "combiner_learnable:size=1000", "combiner_learnable:clusters=97",
                             "combiner_learnable:size=1,pool=mean_log" };
     for (int causal = 0; causal <= 1; causal++) {
         attn_problem pb = { .n = n, .m = n, .d = d, .dv = dv, .causal = causal };
-        double *R = exact_output(&pb, Q, K, V);
-        for (size_t s = 0; s < 5; s++) {
-            double *O = output(specs[s], &pb, Q, K, V);
-            double err = tu_rel_fro(O, R, n * dv);
-            cr_assert(err <= 1e-13, "%s causal %d: error %.3g", specs[s], causal, err);
-            free(O);
-        }
-        free(R);
+        for (size_t s = 0; s < 5; s++)
+            tu_expect_exact(specs[s], &pb, Q, K, V, 1e-13, NULL);
     }
     free(Q);
     free(K);
@@ -519,7 +459,7 @@ Test(combiner_learnable, exact_with_identical_keys_per_cluster)
 {
     size_t n = 90, d = 5, dv = 3;
     double *Q, *K, *V;
-    random_qkv(n, d, dv, &Q, &K, &V, 13);
+    tu_random_qkv(n, n, d, dv, 13, &Q, &K, &V);
     for (size_t j = 0; j < n; j++) {
         size_t src = j < 3 ? j : (j * 5 + j / 4) % 3;
         memcpy(K + j * d, K + src * d, d * sizeof *K);
@@ -530,17 +470,10 @@ Test(combiner_learnable, exact_with_identical_keys_per_cluster)
                                   "combiner_learnable:clusters=3,pool=mean,oracle=mass" };
     for (int causal = 0; causal <= 1; causal++) {
         attn_problem pb = { .n = n, .m = n, .d = d, .dv = dv, .causal = causal };
-        double *R = exact_output(&pb, Q, K, V);
-        for (size_t s = 0; s < 4; s++) {
-            double *O = output(exact_specs[s], &pb, Q, K, V);
-            double err = tu_rel_fro(O, R, n * dv);
-            cr_assert(err <= 1e-13, "%s causal %d: error %.3g", exact_specs[s], causal, err);
-            free(O);
-        }
-        double *O = output("combiner_learnable:clusters=3,pool=max", &pb, Q, K, V);
-        cr_assert(tu_rel_fro(O, R, n * dv) > 1e-3, "max pooling has no size prior");
-        free(O);
-        free(R);
+        for (size_t s = 0; s < 4; s++)
+            tu_expect_exact(exact_specs[s], &pb, Q, K, V, 1e-13, NULL);
+        double err = tu_error_vs_reference("combiner_learnable:clusters=3,pool=max", &pb, Q, K, V);
+        cr_assert(err > 1e-3, "max pooling has no size prior");
     }
     free(Q);
     free(K);
@@ -554,7 +487,7 @@ Test(combiner_learnable, causal_with_large_clusters)
 {
     size_t n = 1100, d = 7, dv = 5;
     double *Q, *K, *V;
-    random_qkv(n, d, dv, &Q, &K, &V, 17);
+    tu_random_qkv(n, n, d, dv, 17, &Q, &K, &V);
     const char *specs[] = { "combiner_learnable:clusters=3", "combiner_learnable:clusters=2,"
                                                              "pool=mean_log",
                             "combiner_learnable:clusters=40,pool=mean",
@@ -562,7 +495,7 @@ Test(combiner_learnable, causal_with_large_clusters)
     attn_problem pb = { .n = n, .m = n, .d = d, .dv = dv, .causal = 1 };
     double *Q2 = tu_alloc(n * d), *K2 = tu_alloc(n * d), *V2 = tu_alloc(n * dv);
     for (size_t s = 0; s < 4; s++) {
-        double *O = output(specs[s], &pb, Q, K, V);
+        double *O = tu_apply(specs[s], &pb, Q, K, V);
         size_t cuts[] = { 0, 63, 64, 300, 700, n - 2 };
         for (size_t c = 0; c < sizeof cuts / sizeof cuts[0]; c++) {
             size_t i = cuts[c];
@@ -572,7 +505,7 @@ Test(combiner_learnable, causal_with_large_clusters)
             tu_fill_gauss(Q2 + (i + 1) * d, (n - i - 1) * d, 6 + i, 2.2);
             tu_fill_gauss(K2 + (i + 1) * d, (n - i - 1) * d, 7 + i, 3.1);
             tu_fill_gauss(V2 + (i + 1) * dv, (n - i - 1) * dv, 8 + i, 5.3);
-            double *O2 = output(specs[s], &pb, Q2, K2, V2);
+            double *O2 = tu_apply(specs[s], &pb, Q2, K2, V2);
             cr_assert(memcmp(O, O2, (i + 1) * dv * sizeof *O) == 0,
                       "%s: rows <= %zu changed when inputs after %zu changed", specs[s], i, i);
             free(O2);
@@ -590,18 +523,17 @@ Test(combiner_learnable, causal_with_large_clusters)
 Test(combiner_learnable, auto_parameters_are_resolved_in_the_spec)
 {
     attn_problem pb = { .n = 1000, .m = 1000, .d = 8, .dv = 8 };
-    attn_plan *plan = NULL;
     /* ceil(sqrt 1000) = 32 clusters; ceil(1000 / 32) = 32 keys each. */
-    cr_assert_eq(attn_plan_create(&plan, "combiner_learnable", &pb), ATTN_OK);
+    attn_plan *plan = tu_plan("combiner_learnable", &pb);
     cr_assert_str_eq(attn_plan_spec(plan), "combiner_learnable:clusters=32,size=32,iterations=10,"
                                            "seed=0,pool=max,oracle=none");
     attn_plan_destroy(plan);
     /* size = 300: ceil(1000 / 300) = 4 clusters, recorded with their size ceil(1000 / 4). */
-    cr_assert_eq(attn_plan_create(&plan, "combiner_learnable:size=300", &pb), ATTN_OK);
+    plan = tu_plan("combiner_learnable:size=300", &pb);
     cr_assert_str_eq(attn_plan_spec(plan), "combiner_learnable:clusters=4,size=250,"
                                            "iterations=10,seed=0,pool=max,oracle=none");
     attn_plan_destroy(plan);
-    cr_assert_eq(attn_plan_create(&plan, "combiner_learnable:clusters=4,size=250", &pb), ATTN_OK);
+    plan = tu_plan("combiner_learnable:clusters=4,size=250", &pb);
     attn_plan_destroy(plan);
     char spec[256];
     cr_assert_eq(attn_method_exact_spec(attn_method_find("combiner_learnable"), &pb, spec,

@@ -142,47 +142,8 @@ static void ref_combiner_row(const ref_row *row, size_t n, size_t i, const doubl
 }
 
 /* ---------------------------------------------------------------------------------------------
- * Helpers around the library.
+ * Random inputs with their problem.
  */
-static attn_plan *make_plan(const char *spec, const attn_problem *pb)
-{
-    attn_plan *plan = NULL;
-    cr_assert_eq(attn_plan_create(&plan, spec, pb), ATTN_OK, "%s: %s", spec, attn_last_error());
-    return plan;
-}
-
-static double *materialize(const char *spec, const attn_problem *pb, const double *Q,
-                           const double *K, const double *V)
-{
-    attn_plan *plan = make_plan(spec, pb);
-    double *A = tu_alloc(pb->n * pb->m);
-    cr_assert_eq(attn_plan_materialize(plan, Q, K, V, A), ATTN_OK, "%s: %s", spec,
-                 attn_last_error());
-    attn_plan_destroy(plan);
-    return A;
-}
-
-static double *apply(const char *spec, const attn_problem *pb, const double *Q, const double *K,
-                     const double *V)
-{
-    attn_plan *plan = make_plan(spec, pb);
-    double *O = tu_alloc(pb->n * pb->dv);
-    cr_assert_eq(attn_plan_apply(plan, Q, K, V, O), ATTN_OK, "%s: %s", spec, attn_last_error());
-    attn_plan_destroy(plan);
-    return O;
-}
-
-static double err_vs_reference(const char *spec, const attn_problem *pb, const double *Q,
-                               const double *K, const double *V)
-{
-    double *O = apply(spec, pb, Q, K, V), *R = tu_alloc(pb->n * pb->dv);
-    cr_assert_eq(attn_reference(pb, Q, K, V, R, NULL), ATTN_OK);
-    double err = tu_rel_fro(O, R, pb->n * pb->dv);
-    free(O);
-    free(R);
-    return err;
-}
-
 typedef struct inputs {
     attn_problem pb;
     double *Q, *K, *V;
@@ -191,13 +152,7 @@ typedef struct inputs {
 static inputs random_inputs(size_t n, size_t d, size_t dv, int causal, unsigned long seed)
 {
     inputs in = { .pb = { .n = n, .m = n, .d = d, .dv = dv, .causal = causal } };
-    in.Q = tu_alloc(n * d);
-    in.K = tu_alloc(n * d);
-    in.V = tu_alloc(n * dv);
-    /* Scale 2.385: logits spread over several units, rows far from uniform. */
-    tu_fill_gauss(in.Q, n * d, seed, 2.385);
-    tu_fill_gauss(in.K, n * d, seed + 1, 1.0);
-    tu_fill_gauss(in.V, n * dv, seed + 2, 1.0);
+    tu_random_qkv(n, n, d, dv, seed, &in.Q, &in.K, &in.V);
     return in;
 }
 
@@ -275,7 +230,7 @@ static void check_partition(size_t n, int causal, size_t local)
     tu_fill_gauss(V, n * dv, n + 1, 1.0);
     char spec[128];
     snprintf(spec, sizeof spec, "combiner_logsparse:local=%zu,pool=mean_log", local);
-    double *A = materialize(spec, &pb, Q, K, V);
+    double *A = tu_materialize(spec, &pb, Q, K, V);
     for (size_t i = 0; i < n; i++) {
         size_t allowed = causal ? i + 1 : n;
         for (size_t j = 0; j < n; j++) {
@@ -321,7 +276,7 @@ Test(logsparse, matrix_matches_reference_combiner)
                     char spec[128];
                     snprintf(spec, sizeof spec, "combiner_logsparse:local=%zu,pool=%s",
                              locals[li], pools[pool]);
-                    double *A = materialize(spec, &in.pb, in.Q, in.K, in.V);
+                    double *A = tu_materialize(spec, &in.pb, in.Q, in.K, in.V);
                     double *R = tu_alloc(n);
                     double scale = 1.0 / sqrt(5.0);
                     for (size_t i = 0; i < n; i++) {
@@ -452,7 +407,7 @@ static double *apply_identity(const char *spec, int causal, const double *Q, con
     for (size_t j = 0; j < 8; j++)
         V[j * 8 + j] = 1.0;
     attn_problem pb = { .n = 8, .m = 8, .d = d, .dv = 8, .causal = causal };
-    return apply(spec, &pb, Q, K, V);
+    return tu_apply(spec, &pb, Q, K, V);
 }
 
 Test(logsparse, hand_example_closed_form)
@@ -520,7 +475,7 @@ Test(logsparse, full_support)
                 inputs in = random_inputs(n, 7, 4, causal, 7 * n);
                 char spec[64];
                 snprintf(spec, sizeof spec, "combiner_logsparse:pool=%s", pools[pool]);
-                double *A = materialize(spec, &in.pb, in.Q, in.K, in.V);
+                double *A = tu_materialize(spec, &in.pb, in.Q, in.K, in.V);
                 for (size_t i = 0; i < n; i++) {
                     double sum = 0.0;
                     for (size_t j = 0; j < n; j++) {
@@ -550,31 +505,25 @@ Test(logsparse, oracle_full_is_exact_random)
         for (int causal = 0; causal <= 1; causal++)
             for (size_t t = 0; t < 3; t++) {
                 inputs in = random_inputs(sizes[s], 16, 9, causal, 5 + sizes[s]);
-                double err = err_vs_reference(specs[t], &in.pb, in.Q, in.K, in.V);
-                cr_assert(err <= 1e-12, "%s, n = %zu, causal = %d: error %.3g", specs[t],
-                          sizes[s], causal, err);
+                tu_expect_exact(specs[t], &in.pb, in.Q, in.K, in.V, 1e-12, NULL);
                 inputs_free(&in);
             }
 }
 
 Test(logsparse, oracle_full_is_exact_real_data)
 {
-    attn_inputs *data = NULL;
-    char *path = tu_src_path("data/stories260k-attn.h5");
-    cr_assert_eq(attn_inputs_read(&data, path, 0, 0), ATTN_OK, "%s", attn_last_error());
+    attn_inputs *data = tu_read_inputs("data/stories260k-attn.h5", 0);
     for (int causal = 0; causal <= 1; causal++)
         for (size_t l = 0; l < data->layers; l++)
             for (size_t h = 0; h < data->heads; h++) {
                 const double *q, *k, *v;
                 attn_inputs_head(data, l, h, &q, &k, &v);
-                attn_problem pb = { .n = data->n, .m = data->n, .d = data->d, .dv = data->dv,
-                                    .causal = causal, .scale = data->scale };
-                double err = err_vs_reference("combiner_logsparse:oracle=full", &pb, q, k, v);
+                attn_problem pb = tu_inputs_problem(data, causal);
+                double err = tu_error_vs_reference("combiner_logsparse:oracle=full", &pb, q, k, v);
                 cr_assert(err <= 1e-12, "layer %zu head %zu causal %d: error %.3g", l, h, causal,
                           err);
             }
     attn_inputs_destroy(data);
-    free(path);
 }
 
 /* Keys constant on every block some row uses as a group: the blocks are nested or disjoint
@@ -619,18 +568,16 @@ Test(logsparse, mean_log_exact_when_keys_constant_on_groups)
                 constant_keys_on_groups(n, causal, local, in.K, 6);
                 char spec[96];
                 snprintf(spec, sizeof spec, "combiner_logsparse:pool=mean_log,local=%zu", local);
-                double err = err_vs_reference(spec, &in.pb, in.Q, in.K, in.V);
-                cr_assert(err <= 1e-12, "%s n %zu causal %d: error %.3g", spec, n, causal, err);
+                tu_expect_exact(spec, &in.pb, in.Q, in.K, in.V, 1e-12, NULL);
                 /* Without the log |G| term the group mass is wrong: the case is not vacuous. */
                 snprintf(spec, sizeof spec, "combiner_logsparse:pool=mean,local=%zu", local);
-                err = err_vs_reference(spec, &in.pb, in.Q, in.K, in.V);
+                double err = tu_error_vs_reference(spec, &in.pb, in.Q, in.K, in.V);
                 cr_assert(err > 1e-6, "%s n %zu causal %d: error %.3g", spec, n, causal, err);
                 /* The local distribution is exact here, so the mass oracle is exact with any
                  * pooling, even max. */
                 snprintf(spec, sizeof spec, "combiner_logsparse:pool=max,oracle=mass,local=%zu",
                          local);
-                err = err_vs_reference(spec, &in.pb, in.Q, in.K, in.V);
-                cr_assert(err <= 1e-12, "%s n %zu causal %d: error %.3g", spec, n, causal, err);
+                tu_expect_exact(spec, &in.pb, in.Q, in.K, in.V, 1e-12, NULL);
                 inputs_free(&in);
             }
 }
@@ -651,10 +598,9 @@ Test(logsparse, oracle_mass_exact_when_queries_equal)
                 char spec[96];
                 snprintf(spec, sizeof spec, "combiner_logsparse:pool=%s,oracle=mass",
                          pools[pool]);
-                double err = err_vs_reference(spec, &in.pb, in.Q, in.K, in.V);
-                cr_assert(err <= 1e-12, "%s n %zu causal %d: error %.3g", spec, n, causal, err);
+                tu_expect_exact(spec, &in.pb, in.Q, in.K, in.V, 1e-12, NULL);
                 snprintf(spec, sizeof spec, "combiner_logsparse:pool=%s", pools[pool]);
-                err = err_vs_reference(spec, &in.pb, in.Q, in.K, in.V);
+                double err = tu_error_vs_reference(spec, &in.pb, in.Q, in.K, in.V);
                 cr_assert(err > 1e-6, "%s n %zu causal %d: error %.3g", spec, n, causal, err);
                 inputs_free(&in);
             }
@@ -670,25 +616,19 @@ Test(logsparse, exact_when_everything_is_direct)
             inputs in = random_inputs(n, 8, 3, causal, n + 17);
             char spec[96];
             snprintf(spec, sizeof spec, "combiner_logsparse:local=%zu", n > 1 ? n - 1 : 0);
-            double err = err_vs_reference(spec, &in.pb, in.Q, in.K, in.V);
-            cr_assert(err <= 1e-12, "%s causal %d: error %.3g", spec, causal, err);
-            err = err_vs_reference("combiner_logsparse:local=100000", &in.pb, in.Q, in.K, in.V);
-            cr_assert(err <= 1e-12, "local = 100000, n %zu causal %d: error %.3g", n, causal, err);
-            if (n <= 2) {
-                err = err_vs_reference("combiner_logsparse", &in.pb, in.Q, in.K, in.V);
-                cr_assert(err <= 1e-12, "n %zu causal %d: error %.3g", n, causal, err);
-            }
+            tu_expect_exact(spec, &in.pb, in.Q, in.K, in.V, 1e-12, NULL);
+            tu_expect_exact("combiner_logsparse:local=100000", &in.pb, in.Q, in.K, in.V, 1e-12,
+                            NULL);
+            if (n <= 2)
+                tu_expect_exact("combiner_logsparse", &in.pb, in.Q, in.K, in.V, 1e-12, NULL);
             inputs_free(&in);
         }
 }
 
 Test(logsparse, pool_variants_have_finite_error)
 {
-    attn_inputs *data = NULL;
-    char *path = tu_src_path("data/stories260k-attn.h5");
-    cr_assert_eq(attn_inputs_read(&data, path, 0, 0), ATTN_OK, "%s", attn_last_error());
     const double *q, *k, *v;
-    attn_inputs_head(data, 2, 0, &q, &k, &v);
+    attn_inputs *data = tu_load_head("data/stories260k-attn.h5", 2, 0, &q, &k, &v);
     const char *oracles[] = { "none", "mass" };
     for (int causal = 0; causal <= 1; causal++)
         for (int pool = 0; pool < 3; pool++)
@@ -696,21 +636,19 @@ Test(logsparse, pool_variants_have_finite_error)
                 char spec[96];
                 snprintf(spec, sizeof spec, "combiner_logsparse:pool=%s,oracle=%s", pools[pool],
                          oracles[o]);
-                attn_problem pb = { .n = data->n, .m = data->n, .d = data->d, .dv = data->dv,
-                                    .causal = causal, .scale = data->scale };
-                double err = err_vs_reference(spec, &pb, q, k, v);
+                attn_problem pb = tu_inputs_problem(data, causal);
+                double err = tu_error_vs_reference(spec, &pb, q, k, v);
                 /* Finite, and not zero (nothing here makes the factorization exact).  Max
                  * pooling can exceed 1 relative on this sharp head: METHODS.md 1.7. */
                 cr_assert(isfinite(err) && err > 0.0, "%s real causal %d: %.3g", spec, causal,
                           err);
                 inputs in = random_inputs(300, 16, 8, causal, 99);
-                err = err_vs_reference(spec, &in.pb, in.Q, in.K, in.V);
+                err = tu_error_vs_reference(spec, &in.pb, in.Q, in.K, in.V);
                 cr_assert(isfinite(err) && err > 0.0, "%s random causal %d: %.3g", spec, causal,
                           err);
                 inputs_free(&in);
             }
     attn_inputs_destroy(data);
-    free(path);
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -725,8 +663,8 @@ Test(logsparse, code_levels_drop_the_top_block)
     size_t n = 17;
     for (int causal = 0; causal <= 1; causal++) {
         inputs in = random_inputs(n, 4, 3, causal, 71);
-        double *P = materialize("combiner_logsparse", &in.pb, in.Q, in.K, in.V);
-        double *C = materialize("combiner_logsparse:levels=code", &in.pb, in.Q, in.K, in.V);
+        double *P = tu_materialize("combiner_logsparse", &in.pb, in.Q, in.K, in.V);
+        double *C = tu_materialize("combiner_logsparse:levels=code", &in.pb, in.Q, in.K, in.V);
         size_t lonely = n - 1;
         for (size_t i = 0; i < n; i++) {
             double sum = 0.0;
@@ -755,16 +693,16 @@ Test(logsparse, code_levels_drop_the_top_block)
     size_t sizes[] = { 16, 18, 100 };
     for (size_t s = 0; s < 3; s++) {
         inputs in = random_inputs(sizes[s], 4, 3, 1, 72);
-        double *P = apply("combiner_logsparse", &in.pb, in.Q, in.K, in.V);
-        double *C = apply("combiner_logsparse:levels=code", &in.pb, in.Q, in.K, in.V);
+        double *P = tu_apply("combiner_logsparse", &in.pb, in.Q, in.K, in.V);
+        double *C = tu_apply("combiner_logsparse:levels=code", &in.pb, in.Q, in.K, in.V);
         cr_assert(memcmp(P, C, sizes[s] * 3 * sizeof *P) == 0, "n = %zu", sizes[s]);
         free(P);
         free(C);
         inputs_free(&in);
     }
     inputs in = random_inputs(33, 4, 3, 1, 73);
-    double *P = apply("combiner_logsparse:local=1", &in.pb, in.Q, in.K, in.V);
-    double *C = apply("combiner_logsparse:local=1,levels=code", &in.pb, in.Q, in.K, in.V);
+    double *P = tu_apply("combiner_logsparse:local=1", &in.pb, in.Q, in.K, in.V);
+    double *C = tu_apply("combiner_logsparse:local=1,levels=code", &in.pb, in.Q, in.K, in.V);
     cr_assert(memcmp(P, C, 33 * 3 * sizeof *P) == 0);
     free(P);
     free(C);
@@ -777,7 +715,7 @@ Test(logsparse, code_levels_drop_the_top_block)
 Test(logsparse, canonical_spec_and_exact_limit)
 {
     attn_problem pb = { .n = 100, .m = 100, .d = 8, .dv = 8, .causal = 1 };
-    attn_plan *plan = make_plan("combiner_logsparse", &pb);
+    attn_plan *plan = tu_plan("combiner_logsparse", &pb);
     cr_assert_str_eq(attn_plan_spec(plan),
                      "combiner_logsparse:local=0,pool=max,oracle=none,levels=paper");
     attn_plan_destroy(plan);
@@ -795,11 +733,11 @@ Test(logsparse, cost_is_n_log_n)
     attn_cost c1, c2;
     for (int causal = 0; causal <= 1; causal++) {
         attn_problem pb = { .n = 4096, .m = 4096, .d = 64, .dv = 64, .causal = causal };
-        attn_plan *plan = make_plan("combiner_logsparse", &pb);
+        attn_plan *plan = tu_plan("combiner_logsparse", &pb);
         attn_plan_cost(plan, &c1);
         attn_plan_destroy(plan);
         pb.n = pb.m = 8192;
-        plan = make_plan("combiner_logsparse", &pb);
+        plan = tu_plan("combiner_logsparse", &pb);
         attn_plan_cost(plan, &c2);
         attn_plan_destroy(plan);
         cr_assert(c2.bytes <= 2.0 * c1.bytes, "bytes %g -> %g", c1.bytes, c2.bytes);

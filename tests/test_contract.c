@@ -114,10 +114,7 @@ static void fixture_load(fixture *f, const contract_case *tc)
         const char *file = tc->data == DATA_OCR ? "data/ppocrv4-svtr-attn.h5"
                                                 : "data/stories260k-attn.h5";
         size_t layer = tc->data == DATA_OCR ? 1 : 2, head = tc->data == DATA_OCR ? 3 : 0;
-        attn_inputs *in = NULL;
-        char *path = tu_src_path(file);
-        size_t rows = n > m ? n : m;
-        cr_assert_eq(attn_inputs_read(&in, path, rows, 0), ATTN_OK, "%s", attn_last_error());
+        attn_inputs *in = tu_read_inputs(file, n > m ? n : m);
         const double *q, *k, *v;
         attn_inputs_head(in, layer, head, &q, &k, &v);
         f->pb = (attn_problem){ .n = n, .m = m, .d = in->d, .dv = in->dv, .causal = tc->causal,
@@ -129,7 +126,6 @@ static void fixture_load(fixture *f, const contract_case *tc)
         copy_head(f->K, k, m, in->d);
         copy_head(f->V, v, m, in->dv);
         attn_inputs_destroy(in);
-        free(path);
     }
     const char *budget = attn_method_budget(method);
     if (tc->small_budget && budget != NULL) {
@@ -153,31 +149,12 @@ static void fixture_free(fixture *f)
     free(f->V);
 }
 
-static attn_plan *make_plan(const char *spec, const attn_problem *pb)
-{
-    attn_plan *plan = NULL;
-    int status = attn_plan_create(&plan, spec, pb);
-    cr_assert_eq(status, ATTN_OK, "plan %s: %s", spec, attn_last_error());
-    return plan;
-}
-
-static double *apply_spec(const char *spec, const attn_problem *pb, const double *Q,
-                          const double *K, const double *V)
-{
-    attn_plan *plan = make_plan(spec, pb);
-    double *O = tu_alloc(pb->n * pb->dv);
-    cr_assert_eq(attn_plan_apply(plan, Q, K, V, O), ATTN_OK, "apply %s: %s", spec,
-                 attn_last_error());
-    attn_plan_destroy(plan);
-    return O;
-}
-
 CONTRACT_PARAMS(finite_output)
 ParameterizedTest(contract_case *tc, contract, finite_output)
 {
     fixture f;
     fixture_load(&f, tc);
-    double *O = apply_spec(f.spec, &f.pb, f.Q, f.K, f.V);
+    double *O = tu_apply(f.spec, &f.pb, f.Q, f.K, f.V);
     for (size_t t = 0; t < f.pb.n * f.pb.dv; t++)
         cr_assert(isfinite(O[t]), "%s: O[%zu] = %g", f.label, t, O[t]);
     free(O);
@@ -195,11 +172,8 @@ ParameterizedTest(contract_case *tc, contract, rows_are_distributions)
         cr_skip_test("%s is not row-stochastic (its header comment says why)",
                      attn_method_name(method));
     }
-    attn_plan *plan = make_plan(f.spec, &f.pb);
     size_t n = f.pb.n, m = f.pb.m;
-    double *A = tu_alloc(n * m);
-    cr_assert_eq(attn_plan_materialize(plan, f.Q, f.K, f.V, A), ATTN_OK, "%s",
-                 attn_last_error());
+    double *A = tu_materialize(f.spec, &f.pb, f.Q, f.K, f.V);
     for (size_t i = 0; i < n; i++) {
         double sum = 0.0;
         for (size_t j = 0; j < m; j++) {
@@ -214,7 +188,6 @@ ParameterizedTest(contract_case *tc, contract, rows_are_distributions)
                   f.label, i, sum);
     }
     free(A);
-    attn_plan_destroy(plan);
     fixture_free(&f);
 }
 
@@ -223,7 +196,7 @@ ParameterizedTest(contract_case *tc, contract, materialize_matches_apply)
 {
     fixture f;
     fixture_load(&f, tc);
-    attn_plan *plan = make_plan(f.spec, &f.pb);
+    attn_plan *plan = tu_plan(f.spec, &f.pb);
     size_t n = f.pb.n, m = f.pb.m, dv = f.pb.dv;
     double *A = tu_alloc(n * m), *AV = tu_alloc(n * dv), *O = tu_alloc(n * dv);
     cr_assert_eq(attn_plan_materialize(plan, f.Q, f.K, f.V, A), ATTN_OK, "%s",
@@ -251,9 +224,9 @@ ParameterizedTest(contract_case *tc, contract, linear_in_values)
     const double a = 0.6180339887, b = -1.4142135623;
     for (size_t t = 0; t < m * dv; t++)
         Vmix[t] = a * f.V[t] + b * V2[t];
-    double *O1 = apply_spec(f.spec, &f.pb, f.Q, f.K, f.V);
-    double *O2 = apply_spec(f.spec, &f.pb, f.Q, f.K, V2);
-    double *Om = apply_spec(f.spec, &f.pb, f.Q, f.K, Vmix);
+    double *O1 = tu_apply(f.spec, &f.pb, f.Q, f.K, f.V);
+    double *O2 = tu_apply(f.spec, &f.pb, f.Q, f.K, V2);
+    double *Om = tu_apply(f.spec, &f.pb, f.Q, f.K, Vmix);
     for (size_t t = 0; t < n * dv; t++)
         mix[t] = a * O1[t] + b * O2[t];
     double err = tu_rel_fro(Om, mix, n * dv);
@@ -277,7 +250,7 @@ ParameterizedTest(contract_case *tc, contract, causality)
         cr_skip_test("causality applies to causal problems with n >= 2");
     }
     size_t n = f.pb.n, d = f.pb.d, dv = f.pb.dv;
-    double *O = apply_spec(f.spec, &f.pb, f.Q, f.K, f.V);
+    double *O = tu_apply(f.spec, &f.pb, f.Q, f.K, f.V);
     size_t cuts[] = { 0, n / 3, n / 2, n - 2 };
     for (size_t c = 0; c < sizeof cuts / sizeof cuts[0]; c++) {
         size_t i = cuts[c];
@@ -289,7 +262,7 @@ ParameterizedTest(contract_case *tc, contract, causality)
         tu_fill_gauss(Q2 + (i + 1) * d, (n - i - 1) * d, 6 + i, 2.7);
         tu_fill_gauss(K2 + (i + 1) * d, (n - i - 1) * d, 7 + i, 3.1);
         tu_fill_gauss(V2 + (i + 1) * dv, (n - i - 1) * dv, 8 + i, 5.3);
-        double *O2 = apply_spec(f.spec, &f.pb, Q2, K2, V2);
+        double *O2 = tu_apply(f.spec, &f.pb, Q2, K2, V2);
         cr_assert(memcmp(O, O2, (i + 1) * dv * sizeof *O) == 0,
                   "%s: rows <= %zu changed when queries, keys and values after %zu changed",
                   f.label, i, i);
@@ -315,13 +288,8 @@ ParameterizedTest(contract_case *tc, contract, exact_limit)
         cr_skip_test("%s has no exact limit", attn_method_name(method));
     }
     cr_assert_eq(status, ATTN_OK, "%s", attn_last_error());
-    double *O = apply_spec(spec, &f.pb, f.Q, f.K, f.V);
-    double *R = tu_alloc(f.pb.n * f.pb.dv);
-    cr_assert_eq(attn_reference(&f.pb, f.Q, f.K, f.V, R, NULL), ATTN_OK);
-    double err = tu_rel_fro(O, R, f.pb.n * f.pb.dv);
+    double err = tu_error_vs_reference(spec, &f.pb, f.Q, f.K, f.V);
     cr_assert(err <= 1e-12, "%s at its exact limit %s: relative error %.3g", f.label, spec, err);
-    free(O);
-    free(R);
     fixture_free(&f);
 }
 
@@ -329,15 +297,11 @@ ParameterizedTest(contract_case *tc, contract, exact_limit)
 static double mean_tv(const char *spec, const fixture *f, const double *Aexact)
 {
     size_t n = f->pb.n, m = f->pb.m;
-    attn_plan *plan = make_plan(spec, &f->pb);
-    double *A = tu_alloc(n * m);
-    cr_assert_eq(attn_plan_materialize(plan, f->Q, f->K, f->V, A), ATTN_OK, "%s",
-                 attn_last_error());
+    double *A = tu_materialize(spec, &f->pb, f->Q, f->K, f->V);
     double tv = 0.0;
     for (size_t t = 0; t < n * m; t++)
         tv += fabs(A[t] - Aexact[t]);
     free(A);
-    attn_plan_destroy(plan);
     return 0.5 * tv / (double) n;
 }
 
@@ -388,10 +352,10 @@ ParameterizedTest(contract_case *tc, contract, spec_round_trip)
 {
     fixture f;
     fixture_load(&f, tc);
-    attn_plan *plan = make_plan(f.spec, &f.pb);
+    attn_plan *plan = tu_plan(f.spec, &f.pb);
     char canonical[256];
     snprintf(canonical, sizeof canonical, "%s", attn_plan_spec(plan));
-    attn_plan *again = make_plan(canonical, &f.pb);
+    attn_plan *again = tu_plan(canonical, &f.pb);
     cr_assert_str_eq(attn_plan_spec(again), canonical, "%s: spec does not round-trip", f.label);
     double *O1 = tu_alloc(f.pb.n * f.pb.dv), *O2 = tu_alloc(f.pb.n * f.pb.dv);
     cr_assert_eq(attn_plan_apply(plan, f.Q, f.K, f.V, O1), ATTN_OK);
@@ -410,7 +374,7 @@ ParameterizedTest(contract_case *tc, contract, deterministic)
 {
     fixture f;
     fixture_load(&f, tc);
-    attn_plan *plan = make_plan(f.spec, &f.pb);
+    attn_plan *plan = tu_plan(f.spec, &f.pb);
     double *O1 = tu_alloc(f.pb.n * f.pb.dv), *O2 = tu_alloc(f.pb.n * f.pb.dv);
     cr_assert_eq(attn_plan_apply(plan, f.Q, f.K, f.V, O1), ATTN_OK);
     cr_assert_eq(attn_plan_apply(plan, f.Q, f.K, f.V, O2), ATTN_OK);

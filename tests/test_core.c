@@ -81,8 +81,7 @@ Test(plan, apply_rejects_nonfinite_input)
     tu_fill_gauss(K, 15, 2, 1.0);
     tu_fill_gauss(V, 10, 3, 1.0);
     Q[4] = INFINITY;
-    attn_plan *plan = NULL;
-    cr_assert_eq(attn_plan_create(&plan, "exact", &pb), ATTN_OK);
+    attn_plan *plan = tu_plan("exact", &pb);
     cr_assert_eq(attn_plan_apply(plan, Q, K, V, O), ATTN_ENONFINITE);
     cr_assert(tu_error_has("exact: Q: row 1, column 1 is inf"));
     attn_plan_destroy(plan);
@@ -147,8 +146,7 @@ Test(plan, create_failures_leave_null)
 Test(plan, spec_param_and_cost)
 {
     attn_problem pb = { .n = 100, .m = 100, .d = 8, .dv = 4 };
-    attn_plan *plan = NULL;
-    cr_assert_eq(attn_plan_create(&plan, "band:w=5", &pb), ATTN_OK);
+    attn_plan *plan = tu_plan("band:w=5", &pb);
     cr_assert_str_eq(attn_plan_spec(plan), "band:w=5");
     cr_assert_eq(attn_plan_param(plan, "w"), 5.0);
     cr_assert(isnan(attn_plan_param(plan, "nope")));

@@ -17,29 +17,6 @@
 #include "attn_io.h"
 #include "testutil.h"
 
-static double *run(const char *spec, const attn_problem *pb, const double *Q, const double *K,
-                   const double *V)
-{
-    attn_plan *plan = NULL;
-    cr_assert_eq(attn_plan_create(&plan, spec, pb), ATTN_OK, "%s", attn_last_error());
-    double *O = tu_alloc(pb->n * pb->dv);
-    cr_assert_eq(attn_plan_apply(plan, Q, K, V, O), ATTN_OK, "%s", attn_last_error());
-    attn_plan_destroy(plan);
-    return O;
-}
-
-static double err_vs_reference(const attn_problem *pb, const double *Q, const double *K,
-                               const double *V)
-{
-    double *O = run("exact", pb, Q, K, V);
-    double *R = tu_alloc(pb->n * pb->dv);
-    cr_assert_eq(attn_reference(pb, Q, K, V, R, NULL), ATTN_OK);
-    double err = tu_rel_fro(O, R, pb->n * pb->dv);
-    free(O);
-    free(R);
-    return err;
-}
-
 static void random_case(size_t n, size_t m, size_t d, size_t dv, int causal, double temp)
 {
     double *Q = tu_alloc(n * d), *K = tu_alloc(m * d), *V = tu_alloc(m * dv);
@@ -47,7 +24,7 @@ static void random_case(size_t n, size_t m, size_t d, size_t dv, int causal, dou
     tu_fill_gauss(K, m * d, m + 2, 1.0);
     tu_fill_gauss(V, m * dv, m + 3, 1.0);
     attn_problem pb = { .n = n, .m = m, .d = d, .dv = dv, .causal = causal };
-    double err = err_vs_reference(&pb, Q, K, V);
+    double err = tu_error_vs_reference("exact", &pb, Q, K, V);
     cr_assert(err <= 1e-12, "n = %zu, m = %zu, causal = %d, temp = %g: error %.3g", n, m, causal,
               temp, err);
     free(Q);
@@ -83,21 +60,17 @@ Test(exact, rectangular_and_tiny)
 
 static void real_file(const char *file, int causal)
 {
-    attn_inputs *in = NULL;
-    char *path = tu_src_path(file);
-    cr_assert_eq(attn_inputs_read(&in, path, 0, 0), ATTN_OK, "%s", attn_last_error());
-    attn_problem pb = { .n = in->n, .m = in->n, .d = in->d, .dv = in->dv, .causal = causal,
-                        .scale = in->scale };
+    attn_inputs *in = tu_read_inputs(file, 0);
+    attn_problem pb = tu_inputs_problem(in, causal);
     for (size_t l = 0; l < in->layers; l++)
         for (size_t h = 0; h < in->heads; h++) {
             const double *q, *k, *v;
             attn_inputs_head(in, l, h, &q, &k, &v);
-            double err = err_vs_reference(&pb, q, k, v);
+            double err = tu_error_vs_reference("exact", &pb, q, k, v);
             cr_assert(err <= 1e-12, "%s layer %zu head %zu causal %d: error %.3g", file, l, h,
                       causal, err);
         }
     attn_inputs_destroy(in);
-    free(path);
 }
 
 Test(exact, every_head_of_the_ocr_data)
@@ -115,17 +88,15 @@ Test(exact, causal_row_is_prefix_attention)
 {
     /* Row i of causal attention is bidirectional attention of query i over keys 0..i. */
     size_t n = 97, d = 11, dv = 5;
-    double *Q = tu_alloc(n * d), *K = tu_alloc(n * d), *V = tu_alloc(n * dv);
-    tu_fill_gauss(Q, n * d, 1, 2.385);
-    tu_fill_gauss(K, n * d, 2, 1.0);
-    tu_fill_gauss(V, n * dv, 3, 1.0);
+    double *Q, *K, *V;
+    tu_random_qkv(n, n, d, dv, 1, &Q, &K, &V);
     attn_problem pb = { .n = n, .m = n, .d = d, .dv = dv, .causal = 1 };
-    double *O = run("exact", &pb, Q, K, V);
+    double *O = tu_apply("exact", &pb, Q, K, V);
     size_t rows[] = { 0, 1, 63, 64, 96 };
     for (size_t r = 0; r < 5; r++) {
         size_t i = rows[r];
         attn_problem one = { .n = 1, .m = i + 1, .d = d, .dv = dv };
-        double *o = run("exact", &one, Q + i * d, K, V);
+        double *o = tu_apply("exact", &one, Q + i * d, K, V);
         cr_assert(tu_rel_fro(o, O + i * dv, dv) <= 1e-14, "row %zu", i);
         free(o);
     }
@@ -138,13 +109,11 @@ Test(exact, causal_row_is_prefix_attention)
 Test(exact, permutation_and_shift_invariance)
 {
     size_t n = 130, m = 301, d = 9, dv = 4;
-    double *Q = tu_alloc(n * d), *K = tu_alloc(m * d), *V = tu_alloc(m * dv);
+    double *Q, *K, *V;
+    tu_random_qkv(n, m, d, dv, 4, &Q, &K, &V);
     double *K2 = tu_alloc(m * d), *V2 = tu_alloc(m * dv);
-    tu_fill_gauss(Q, n * d, 4, 2.385);
-    tu_fill_gauss(K, m * d, 5, 1.0);
-    tu_fill_gauss(V, m * dv, 6, 1.0);
     attn_problem pb = { .n = n, .m = m, .d = d, .dv = dv };
-    double *O = run("exact", &pb, Q, K, V);
+    double *O = tu_apply("exact", &pb, Q, K, V);
     /* Permuting keys and values together (j -> 11 j mod 301, a bijection since 301 = 7 * 43)
      * leaves O unchanged. */
     for (size_t j = 0; j < m; j++) {
@@ -152,13 +121,13 @@ Test(exact, permutation_and_shift_invariance)
         memcpy(K2 + p * d, K + j * d, d * sizeof *K2);
         memcpy(V2 + p * dv, V + j * dv, dv * sizeof *V2);
     }
-    double *Op = run("exact", &pb, Q, K2, V2);
+    double *Op = tu_apply("exact", &pb, Q, K2, V2);
     cr_assert(tu_rel_fro(Op, O, n * dv) <= 1e-14);
     /* Adding one vector u to every key adds q_i . u to every logit of row i: no change. */
     for (size_t j = 0; j < m; j++)
         for (size_t c = 0; c < d; c++)
             K2[j * d + c] = K[j * d + c] + 0.37 * (double) (c + 1);
-    double *Os = run("exact", &pb, Q, K2, V);
+    double *Os = tu_apply("exact", &pb, Q, K2, V);
     cr_assert(tu_rel_fro(Os, O, n * dv) <= 1e-13, "%g", tu_rel_fro(Os, O, n * dv));
     free(O);
     free(Op);
@@ -173,10 +142,8 @@ Test(exact, permutation_and_shift_invariance)
 Test(exact, matrix_times_v_and_lse)
 {
     size_t n = 80, d = 6, dv = 3;
-    double *Q = tu_alloc(n * d), *K = tu_alloc(n * d), *V = tu_alloc(n * dv);
-    tu_fill_gauss(Q, n * d, 7, 2.385);
-    tu_fill_gauss(K, n * d, 8, 1.0);
-    tu_fill_gauss(V, n * dv, 9, 1.0);
+    double *Q, *K, *V;
+    tu_random_qkv(n, n, d, dv, 7, &Q, &K, &V);
     for (int causal = 0; causal <= 1; causal++) {
         attn_problem pb = { .n = n, .m = n, .d = d, .dv = dv, .causal = causal };
         double *A = tu_alloc(n * n), *AV = tu_alloc(n * dv), *R = tu_alloc(n * dv);

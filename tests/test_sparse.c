@@ -80,15 +80,13 @@ static const char *const axial_b3_bidir[EX_N] = {
 static void check_example(const char *spec, int causal, const char *const *table)
 {
     attn_problem pb = { .n = EX_N, .m = EX_N, .d = 1, .dv = EX_N, .causal = causal, .scale = 1 };
-    double Q[EX_N], K[EX_N], V[EX_N * EX_N] = { 0 }, O[EX_N * EX_N];
+    double Q[EX_N], K[EX_N], V[EX_N * EX_N] = { 0 };
     for (size_t i = 0; i < EX_N; i++) {
         Q[i] = 0.5 + 0.25 * (double) i;
         K[i] = log(primes[i]);
         V[i * EX_N + i] = 1.0;
     }
-    attn_plan *plan = NULL;
-    cr_assert_eq(attn_plan_create(&plan, spec, &pb), ATTN_OK, "%s: %s", spec, attn_last_error());
-    cr_assert_eq(attn_plan_apply(plan, Q, K, V, O), ATTN_OK, "%s", attn_last_error());
+    double *O = tu_apply(spec, &pb, Q, K, V);
     for (size_t i = 0; i < EX_N; i++) {
         double z = 0.0;
         for (size_t j = 0; j < EX_N; j++)
@@ -108,7 +106,7 @@ static void check_example(const char *spec, int causal, const char *const *table
             }
         }
     }
-    attn_plan_destroy(plan);
+    free(O);
 }
 
 Test(sparse_fixed, eight_tokens_block3_summary2)
@@ -181,16 +179,13 @@ static double check_support(const char *spec, const shape *sh, support_fn in, si
 {
     size_t n = sh->n, d = sh->d, dv = sh->dv;
     attn_problem pb = { .n = n, .m = n, .d = d, .dv = dv, .causal = sh->causal };
-    double *Q = tu_alloc(n * d), *K = tu_alloc(n * d), *V = tu_alloc(n * dv);
+    double *Q, *K, *V;
+    tu_random_qkv(n, n, d, dv, 5 + n, &Q, &K, &V);
     double *A = tu_alloc(n * n), *O = tu_alloc(n * dv), *R = tu_alloc(n * dv);
     long double *row = calloc(n, sizeof *row);
     cr_assert_not_null(row);
-    /* Scale 2.385 spreads the logits over several units, so rows are far from uniform. */
-    tu_fill_gauss(Q, n * d, 5 + n, 2.385);
-    tu_fill_gauss(K, n * d, 6 + n, 1.0);
-    tu_fill_gauss(V, n * dv, 7 + n, 1.0);
-    attn_plan *plan = NULL;
-    cr_assert_eq(attn_plan_create(&plan, spec, &pb), ATTN_OK, "%s: %s", spec, attn_last_error());
+    /* One plan, both calls. */
+    attn_plan *plan = tu_plan(spec, &pb);
     cr_assert_eq(attn_plan_materialize(plan, Q, K, V, A), ATTN_OK, "%s", attn_last_error());
     cr_assert_eq(attn_plan_apply(plan, Q, K, V, O), ATTN_OK, "%s", attn_last_error());
     long double s = 1.0L / sqrtl((long double) d);
@@ -307,14 +302,13 @@ Test(sparse, default_block_in_canonical_spec)
     };
     for (size_t t = 0; t < sizeof cases / sizeof cases[0]; t++) {
         attn_problem pb = { .n = cases[t].n, .m = cases[t].n, .d = 4, .dv = 4, .causal = 1 };
-        attn_plan *plan = NULL;
-        cr_assert_eq(attn_plan_create(&plan, "sparse_fixed", &pb), ATTN_OK);
+        attn_plan *plan = tu_plan("sparse_fixed", &pb);
         cr_assert_str_eq(attn_plan_spec(plan), cases[t].fixed);
         attn_plan_destroy(plan);
-        cr_assert_eq(attn_plan_create(&plan, "sparse_axial", &pb), ATTN_OK);
+        plan = tu_plan("sparse_axial", &pb);
         cr_assert_str_eq(attn_plan_spec(plan), cases[t].axial);
         attn_plan_destroy(plan);
-        cr_assert_eq(attn_plan_create(&plan, "sparse_logsparse", &pb), ATTN_OK);
+        plan = tu_plan("sparse_logsparse", &pb);
         cr_assert_str_eq(attn_plan_spec(plan), "sparse_logsparse:local=0");
         attn_plan_destroy(plan);
     }
@@ -327,24 +321,12 @@ static void check_exact(const char *spec, size_t n, int causal)
 {
     size_t d = 6, dv = 5;
     attn_problem pb = { .n = n, .m = n, .d = d, .dv = dv, .causal = causal };
-    double *Q = tu_alloc(n * d), *K = tu_alloc(n * d), *V = tu_alloc(n * dv);
-    double *O = tu_alloc(n * dv), *R = tu_alloc(n * dv);
-    tu_fill_gauss(Q, n * d, 41 + n, 2.385);
-    tu_fill_gauss(K, n * d, 42 + n, 1.0);
-    tu_fill_gauss(V, n * dv, 43 + n, 1.0);
-    attn_plan *plan = NULL;
-    cr_assert_eq(attn_plan_create(&plan, spec, &pb), ATTN_OK, "%s: %s", spec, attn_last_error());
-    cr_assert_eq(attn_plan_apply(plan, Q, K, V, O), ATTN_OK, "%s", attn_last_error());
-    cr_assert_eq(attn_reference(&pb, Q, K, V, R, NULL), ATTN_OK);
-    double err = tu_rel_fro(O, R, n * dv);
-    cr_assert(err <= 1e-13, "%s, n = %zu, causal = %d: relative error %.3g against the reference",
-              spec, n, causal, err);
-    attn_plan_destroy(plan);
+    double *Q, *K, *V;
+    tu_random_qkv(n, n, d, dv, 41 + n, &Q, &K, &V);
+    tu_expect_exact(spec, &pb, Q, K, V, 1e-13, NULL);
     free(Q);
     free(K);
     free(V);
-    free(O);
-    free(R);
 }
 
 Test(sparse, exact_at_the_exact_limit)
@@ -386,16 +368,13 @@ Test(sparse, one_token_returns_v)
 {
     const char *specs[] = { "sparse_fixed", "sparse_logsparse", "sparse_axial",
                             "sparse_fixed:block=4,summary=3", "sparse_logsparse:local=9" };
-    double Q[3] = { 0.3, -1.2, 2.385 }, K[3] = { -0.7, 0.4, 1.1 }, V[2] = { 1.25, -3.5 }, O[2];
+    double Q[3] = { 0.3, -1.2, 2.385 }, K[3] = { -0.7, 0.4, 1.1 }, V[2] = { 1.25, -3.5 };
     for (int causal = 0; causal <= 1; causal++)
         for (size_t t = 0; t < sizeof specs / sizeof specs[0]; t++) {
             attn_problem pb = { .n = 1, .m = 1, .d = 3, .dv = 2, .causal = causal };
-            attn_plan *plan = NULL;
-            cr_assert_eq(attn_plan_create(&plan, specs[t], &pb), ATTN_OK, "%s: %s", specs[t],
-                         attn_last_error());
-            cr_assert_eq(attn_plan_apply(plan, Q, K, V, O), ATTN_OK);
+            double *O = tu_apply(specs[t], &pb, Q, K, V);
             cr_assert(O[0] == V[0] && O[1] == V[1], "%s: O = (%g, %g)", specs[t], O[0], O[1]);
-            attn_plan_destroy(plan);
+            free(O);
         }
 }
 
@@ -414,9 +393,8 @@ static double support_size(support_fn in, size_t n, size_t p1, size_t p2, int ca
 static void check_cost(const char *spec, size_t n, int causal, double pairs)
 {
     attn_problem pb = { .n = n, .m = n, .d = 6, .dv = 5, .causal = causal };
-    attn_plan *plan = NULL;
+    attn_plan *plan = tu_plan(spec, &pb);
     attn_cost cost;
-    cr_assert_eq(attn_plan_create(&plan, spec, &pb), ATTN_OK, "%s", attn_last_error());
     attn_plan_cost(plan, &cost);
     cr_assert(cost.exps == pairs && cost.flops == 2.0 * pairs * 11.0,
               "%s, n = %zu, causal = %d: cost %g exps, %g flops; expected %g pairs", spec, n,
@@ -455,9 +433,8 @@ Test(sparse, cost_is_subquadratic)
         const size_t ns[2] = { 1024, 16384 };
         for (size_t s = 0; s < 2; s++) {
             attn_problem pb = { .n = ns[s], .m = ns[s], .d = 64, .dv = 64, .causal = 1 };
-            attn_plan *plan = NULL;
+            attn_plan *plan = tu_plan(ids[t], &pb);
             attn_cost cost;
-            cr_assert_eq(attn_plan_create(&plan, ids[t], &pb), ATTN_OK, "%s", attn_last_error());
             attn_plan_cost(plan, &cost);
             flops[s] = cost.flops;
             attn_plan_destroy(plan);

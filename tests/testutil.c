@@ -10,6 +10,7 @@
 #include <criterion/criterion.h>
 
 #include "attn.h"
+#include "attn_io.h"
 #include "testutil.h"
 
 double *tu_alloc(size_t count)
@@ -102,4 +103,99 @@ int tu_error_has(const char *needle)
         return 1;
     cr_log_error("message '%s' does not contain '%s'", attn_last_error(), needle);
     return 0;
+}
+
+void tu_random_qkv(size_t n, size_t m, size_t d, size_t dv, unsigned long seed, double **Q,
+                   double **K, double **V)
+{
+    *Q = tu_alloc(n * d);
+    *K = tu_alloc(m * d);
+    *V = tu_alloc(m * dv);
+    tu_fill_gauss(*Q, n * d, seed, 2.385);
+    tu_fill_gauss(*K, m * d, seed + 1, 1.0);
+    tu_fill_gauss(*V, m * dv, seed + 2, 1.0);
+}
+
+attn_plan *tu_plan(const char *spec, const attn_problem *pb)
+{
+    attn_plan *plan = NULL;
+    cr_assert_eq(attn_plan_create(&plan, spec, pb), ATTN_OK, "plan %s: %s", spec,
+                 attn_last_error());
+    return plan;
+}
+
+/* One plan of spec, applied (materialize = 0: O, n x dv) or materialized (A, n x m). */
+static double *run(const char *spec, const attn_problem *pb, const double *Q, const double *K,
+                   const double *V, int materialize)
+{
+    attn_plan *plan = tu_plan(spec, pb);
+    double *X = tu_alloc(pb->n * (materialize ? pb->m : pb->dv));
+    int status = materialize ? attn_plan_materialize(plan, Q, K, V, X)
+                             : attn_plan_apply(plan, Q, K, V, X);
+    cr_assert_eq(status, ATTN_OK, "%s %s: %s", materialize ? "materialize" : "apply", spec,
+                 attn_last_error());
+    attn_plan_destroy(plan);
+    return X;
+}
+
+double *tu_apply(const char *spec, const attn_problem *pb, const double *Q, const double *K,
+                 const double *V)
+{
+    return run(spec, pb, Q, K, V, 0);
+}
+
+double *tu_materialize(const char *spec, const attn_problem *pb, const double *Q, const double *K,
+                       const double *V)
+{
+    return run(spec, pb, Q, K, V, 1);
+}
+
+double *tu_reference(const attn_problem *pb, const double *Q, const double *K, const double *V)
+{
+    double *R = tu_alloc(pb->n * pb->dv);
+    cr_assert_eq(attn_reference(pb, Q, K, V, R, NULL), ATTN_OK, "reference: %s",
+                 attn_last_error());
+    return R;
+}
+
+double tu_error_vs_reference(const char *spec, const attn_problem *pb, const double *Q,
+                             const double *K, const double *V)
+{
+    double *O = tu_apply(spec, pb, Q, K, V), *R = tu_reference(pb, Q, K, V);
+    double err = tu_rel_fro(O, R, pb->n * pb->dv);
+    free(O);
+    free(R);
+    return err;
+}
+
+void tu_expect_exact(const char *spec, const attn_problem *pb, const double *Q, const double *K,
+                     const double *V, double tol, const char *what)
+{
+    double err = tu_error_vs_reference(spec, pb, Q, K, V);
+    cr_assert(err <= tol, "%s%s%s, n = %zu, causal %d: error %.3g against exact (tolerance %.3g)",
+              spec, what ? " on " : "", what ? what : "", pb->n, pb->causal, err, tol);
+}
+
+attn_inputs *tu_read_inputs(const char *file, size_t rows)
+{
+    attn_inputs *in = NULL;
+    char *path = tu_src_path(file);
+    cr_assert_eq(attn_inputs_read(&in, path, rows, 0), ATTN_OK, "reading %s: %s", file,
+                 attn_last_error());
+    free(path);
+    return in;
+}
+
+attn_inputs *tu_load_head(const char *file, size_t layer, size_t head, const double **q,
+                          const double **k, const double **v)
+{
+    attn_inputs *in = tu_read_inputs(file, 0);
+    attn_inputs_head(in, layer, head, q, k, v);
+    return in;
+}
+
+attn_problem tu_inputs_problem(const attn_inputs *in, int causal)
+{
+    return (attn_problem){ .n = in->n, .m = in->n, .d = in->d, .dv = in->dv, .causal = causal,
+                           .scale = in->scale };
 }
