@@ -135,7 +135,7 @@ typedef struct axial_state {
     double *accbuf, *accbuf2, *colbuf, *sumbuf;
     attn_acc acc, acc2, cacc, sacc;
     /* Gathers (g rows) and tiles. */
-    double *Qg, *Kg, *Vg, *Pq, *bias, *run, *S, *ofin, *wout;
+    double *Qg, *Kg, *Vg, *Pq, *bias, *S, *ofin, *wout;
     size_t *idx;
     double *oracle_scratch;
 } axial_state;
@@ -163,21 +163,12 @@ static void axial_fini(attn_plan *plan)
     double *owned[] = { st->Kc,     st->Vc,      st->Kcs,    st->Vcs,    st->Kl,
                         st->Vl,     st->Kr,      st->Vr,     st->Kw,     st->Vw,
                         st->accbuf, st->accbuf2, st->colbuf, st->sumbuf, st->Qg,
-                        st->Kg,     st->Vg,      st->Pq,     st->bias,   st->run,
-                        st->S,      st->ofin,    st->wout,   st->oracle_scratch };
+                        st->Kg,     st->Vg,      st->Pq,     st->bias,   st->S,
+                        st->ofin,   st->wout,    st->oracle_scratch };
     for (size_t t = 0; t < sizeof owned / sizeof owned[0]; t++)
         free(owned[t]);
     free(st->idx);
     free(st);
-}
-
-/* The default row length: the power of two at or above sqrt n (as combiner_fixed). */
-static size_t default_block(size_t n)
-{
-    size_t b = 1;
-    while (b * b < n)
-        b *= 2;
-    return b;
 }
 
 static size_t row_len(const axial_state *st, size_t t)
@@ -231,9 +222,7 @@ static int axial_init(attn_plan *plan)
 {
     const attn_problem *pb = &plan->problem;
     size_t n = pb->n, d = pb->d, dv = pb->dv;
-    long ib = attn_param_index(plan->method, "block");
-    if (plan->values[ib] == 0)
-        plan->values[ib] = (double) default_block(n);
+    size_t m = combiner_block(plan);
     int variant = (int) attn_plan_value(plan, "variant");
     int mixture = (int) attn_plan_value(plan, "mixture");
     int pool = (int) attn_plan_value(plan, "pool");
@@ -247,7 +236,7 @@ static int axial_init(attn_plan *plan)
         return ATTN_ERR(ATTN_ENOMEM, "combiner_axial: plan state");
     plan->state = st;
     st->n = n;
-    st->m = plan->values[ib] >= (double) n ? n : (size_t) plan->values[ib];
+    st->m = m;
     st->nr = (n + st->m - 1) / st->m;
     st->last = n - (st->nr - 1) * st->m;
     st->causal = pb->causal;
@@ -296,7 +285,6 @@ static int axial_init(attn_plan *plan)
     st->Vg = scratch(plan, g * (d + dv), &failed);
     st->Pq = scratch(plan, g * d, &failed);
     st->bias = scratch(plan, g, &failed);
-    st->run = scratch(plan, d, &failed);
     st->S = scratch(plan, (size_t) ATTN_TILE_Q * ATTN_TILE_K, &failed);
     if (st->oracle != COMBINER_ORACLE_NONE) {
         st->idx = attn_plan_calloc(plan, g, sizeof *st->idx);
@@ -408,33 +396,6 @@ static void add_keys(attn_acc *acc, size_t r0, const double *Qg, size_t nq, cons
     }
 }
 
-/* P[t] (row stride ldp) = pool of X[0..t] (forward) or X[t..count) (backward), X contiguous
- * count x d: the running max (the code's cummax) or running mean, O(count d). */
-static void scan_pool(const double *X, size_t count, size_t d, int pool, int backward, double *P,
-                      size_t ldp, double *run)
-{
-    for (size_t s = 0; s < count; s++) {
-        size_t t = backward ? count - 1 - s : s;
-        const double *x = X + t * d;
-        double *p = P + t * ldp;
-        if (s == 0)
-            memcpy(run, x, d * sizeof *run);
-        else if (pool == COMBINER_POOL_MAX)
-            for (size_t c = 0; c < d; c++)
-                run[c] = x[c] > run[c] ? x[c] : run[c];
-        else
-            for (size_t c = 0; c < d; c++)
-                run[c] += x[c];
-        if (pool == COMBINER_POOL_MAX) {
-            memcpy(p, run, d * sizeof *p);
-        } else {
-            double inv = 1.0 / (double) (s + 1);
-            for (size_t c = 0; c < d; c++)
-                p[c] = run[c] * inv;
-        }
-    }
-}
-
 /* Summaries of the prefixes (backward: suffixes) of `count` gathered rows Qg, Kg, Vg (contiguous)
  * of one column or row: pooled keys into Kout (row stride ldk), local expectations into Vout (row
  * stride ldvo).  The local distribution of prefix t is the masked softmax of the pooled query
@@ -446,13 +407,12 @@ static void scan_summaries(axial_state *st, const attn_problem *pb, const double
     size_t d = pb->d, dv = pb->dv;
     if (count == 0)
         return;
-    scan_pool(Qg, count, d, st->pool, backward, st->Pq, d, st->run);
-    scan_pool(Kg, count, d, st->pool, backward, Kout, ldk, st->run);
+    combiner_scan_pool(Qg, count, d, st->pool, backward, st->Pq, d);
+    combiner_scan_pool(Kg, count, d, st->pool, backward, Kout, ldk);
     attn_acc_init(&st->sacc, count, dv, st->sumbuf);
     add_keys(&st->sacc, 0, st->Pq, count, Kg, Vg, dv, NULL, count, backward ? REL_GE : REL_LE, d,
              pb->scale, st->S);
-    for (size_t t = 0; t < count; t++)
-        attn_acc_finish(&st->sacc, t, 1, Vout + t * ldvo, dv, NULL);
+    attn_acc_finish(&st->sacc, 0, count, Vout, ldvo, NULL);
 }
 
 static void gather_column(const axial_state *st, const double *X, size_t width, size_t c,
@@ -787,12 +747,6 @@ static void axial_cost(const attn_plan *plan, attn_cost *cost)
     cost->exps = pairs;
 }
 
-static int axial_exact_limit(const attn_problem *problem, double *values)
-{
-    values[0] = (double) problem->n;
-    return ATTN_OK;
-}
-
 const attn_method attn_method_combiner_axial = {
     .id = "combiner_axial",
     .summary = "Combiner-Axial: rows x columns reshaping; own row (and column) direct, the "
@@ -807,5 +761,5 @@ const attn_method attn_method_combiner_axial = {
     .apply = axial_apply,
     .materialize = NULL,
     .cost = axial_cost,
-    .exact_limit = axial_exact_limit,
+    .exact_limit = combiner_block_exact_limit,
 };

@@ -1,15 +1,107 @@
-/* combiner_common.c — pooling, local expectations, group terms and oracles shared by the
- * Combiner variants (see combiner.h for the definitions).  Defines no method of its own. */
+/* combiner_common.c — pooling, local expectations, group terms, oracles, the block kernel and the
+ * default block shared by the Combiner variants and their sparse twins (see combiner.h for the
+ * definitions).  Defines no method of its own. */
 #include "config.h"
 
 #include <cblas.h>
 #include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "combiner.h"
 
 const char *const combiner_pool_choices[] = { "max", "mean", "mean_log", NULL };
 const char *const combiner_oracle_choices[] = { "none", "mass", "full", NULL };
+
+size_t combiner_default_block(size_t n)
+{
+    size_t b = 1;
+    while (b * b < n)
+        b *= 2;
+    return b;
+}
+
+size_t combiner_block(attn_plan *plan)
+{
+    size_t n = plan->problem.n;
+    long ib = attn_param_index(plan->method, "block");
+    if (plan->values[ib] == 0)
+        plan->values[ib] = (double) combiner_default_block(n);
+    return plan->values[ib] >= (double) n ? n : (size_t) plan->values[ib];
+}
+
+int combiner_block_exact_limit(const attn_problem *problem, double *values)
+{
+    values[0] = (double) problem->n;
+    return ATTN_OK;
+}
+
+/* Set the logit of query q0 + a against key j0 + e to -INFINITY where the two indices are equal. */
+static void mask_self(double *S, size_t lds, size_t q0, size_t nr, size_t j0, size_t nc)
+{
+    for (size_t a = 0; a < nr; a++) {
+        size_t i = q0 + a;
+        if (i >= j0 && i < j0 + nc)
+            S[a * lds + (i - j0)] = -INFINITY;
+    }
+}
+
+void combiner_add_block(attn_acc *acc, size_t r0, const double *Qb, size_t q0, size_t nr,
+                        const double *Kb, const double *Vb, size_t k0, size_t nc, size_t before,
+                        size_t after, int no_self, const attn_problem *pb, double *S)
+{
+    size_t d = pb->d, dv = pb->dv;
+    size_t q1 = q0 + nr - 1;
+    for (size_t c0 = 0; c0 < nc; c0 += ATTN_TILE_K) {
+        size_t w = nc - c0 < ATTN_TILE_K ? nc - c0 : ATTN_TILE_K;
+        size_t j0 = k0 + c0, j1 = j0 + w - 1;
+        attn_logits(Qb, nr, Kb + c0 * d, w, d, pb->scale, S, ATTN_TILE_K);
+        int cut_before = before != SIZE_MAX && q1 > before && j0 < q1 - before;
+        int cut_after = after != SIZE_MAX && j1 > q0 + after;
+        if (cut_before || cut_after)
+            attn_mask_window(S, ATTN_TILE_K, q0, nr, j0, w, before, after);
+        if (no_self && j0 <= q1 && q0 <= j1)
+            mask_self(S, ATTN_TILE_K, q0, nr, j0, w);
+        attn_acc_add(acc, r0, nr, S, ATTN_TILE_K, Vb + c0 * dv, dv, w);
+    }
+}
+
+int combiner_groups_alloc(attn_plan *plan, combiner_groups *g, size_t count, size_t maxlen,
+                          size_t tile, size_t width, size_t oracle_rows)
+{
+    size_t d = plan->problem.d, dv = plan->problem.dv;
+    g->pool = (int) attn_plan_value(plan, "pool");
+    g->oracle = (int) attn_plan_value(plan, "oracle");
+    g->Kt = attn_plan_calloc(plan, count ? count * d : 1, sizeof *g->Kt);
+    g->Vt = attn_plan_calloc(plan, count ? count * dv : 1, sizeof *g->Vt);
+    g->bias = attn_plan_calloc(plan, count ? count : 1, sizeof *g->bias);
+    g->idx = attn_plan_calloc(plan, maxlen, sizeof *g->idx);
+    g->work = attn_plan_calloc(plan, d + maxlen, sizeof *g->work);
+    g->S = attn_plan_calloc(plan, tile * width, sizeof *g->S);
+    g->accbuf = attn_plan_calloc(plan, attn_acc_doubles(tile, dv), sizeof *g->accbuf);
+    if (g->oracle != COMBINER_ORACLE_NONE)
+        g->oracle_scratch = attn_plan_calloc(
+            plan, combiner_oracle_doubles(oracle_rows, maxlen, dv, d), sizeof *g->oracle_scratch);
+    if (g->Kt == NULL || g->Vt == NULL || g->bias == NULL || g->idx == NULL || g->work == NULL ||
+        g->S == NULL || g->accbuf == NULL ||
+        (g->oracle != COMBINER_ORACLE_NONE && g->oracle_scratch == NULL))
+        return -1;
+    attn_acc_init(&g->acc, tile, dv, g->accbuf);
+    return 0;
+}
+
+void combiner_groups_free(combiner_groups *g)
+{
+    free(g->Kt);
+    free(g->Vt);
+    free(g->bias);
+    free(g->idx);
+    free(g->work);
+    free(g->S);
+    free(g->accbuf);
+    free(g->oracle_scratch);
+}
 
 double combiner_logit(const double *q, const double *k, size_t d, double scale)
 {
@@ -39,6 +131,56 @@ void combiner_pool_rows(const double *X, size_t d, const size_t *idx, size_t cou
         double inv = 1.0 / (double) count;
         for (size_t c = 0; c < d; c++)
             out[c] *= inv;
+    }
+}
+
+/* out = max(x, prev) (pool = max) or prev + x, coordinate by coordinate: one step of a running
+ * pool.  The rows never overlap; with restrict and blocks of eight the compiler vectorizes it. */
+static void pool_step(double *restrict out, const double *restrict x, const double *restrict prev,
+                      size_t d, int pool)
+{
+    size_t c = 0;
+    if (pool == COMBINER_POOL_MAX) {
+        for (; c + 8 <= d; c += 8)
+            for (size_t l = 0; l < 8; l++)
+                out[c + l] = x[c + l] > prev[c + l] ? x[c + l] : prev[c + l];
+        for (; c < d; c++)
+            out[c] = x[c] > prev[c] ? x[c] : prev[c];
+    } else {
+        for (; c + 8 <= d; c += 8)
+            for (size_t l = 0; l < 8; l++)
+                out[c + l] = prev[c + l] + x[c + l];
+        for (; c < d; c++)
+            out[c] = prev[c] + x[c];
+    }
+}
+
+void combiner_scan_pool(const double *X, size_t count, size_t d, int pool, int backward,
+                        double *P, size_t ldp)
+{
+    /* Each output row is the previous one (still in cache) pooled with the next input row; the
+     * mean keeps running sums there and scales them by 1 / t once the scan is done. */
+    const double *prev = NULL;
+    for (size_t s = 0; s < count; s++) {
+        size_t t = backward ? count - 1 - s : s;
+        double *p = P + t * ldp;
+        if (s == 0)
+            memcpy(p, X + t * d, d * sizeof *p);
+        else
+            pool_step(p, X + t * d, prev, d, pool);
+        prev = p;
+    }
+    if (pool == COMBINER_POOL_MAX)
+        return;
+    for (size_t s = 1; s < count; s++) {
+        double *p = P + (backward ? count - 1 - s : s) * ldp;
+        double inv = 1.0 / (double) (s + 1);
+        size_t c = 0;
+        for (; c + 8 <= d; c += 8)
+            for (size_t l = 0; l < 8; l++)
+                p[c + l] *= inv;
+        for (; c < d; c++)
+            p[c] *= inv;
     }
 }
 

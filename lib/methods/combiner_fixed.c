@@ -27,19 +27,10 @@
 #include "combiner.h"
 
 typedef struct fixed_state {
-    size_t b;         /* block size */
-    size_t nb;        /* number of blocks */
-    size_t tile;      /* queries per tile (divides into blocks) */
-    int pool, oracle;
-    double *Kt;       /* nb x d pooled keys */
-    double *Vt;       /* nb x dv local expectations */
-    double *bias;     /* nb group-logit biases */
-    size_t *idx;      /* b indices of one block */
-    double *work;     /* summarize scratch, d + b */
-    double *S;        /* tile x max(ATTN_TILE_K, b) logits */
-    double *accbuf;   /* accumulator storage */
-    double *oracle_scratch;
-    attn_acc acc;
+    size_t b;               /* block size */
+    size_t nb;              /* number of blocks */
+    size_t tile;            /* queries per tile (divides into blocks) */
+    combiner_groups sums;   /* nb block summaries, tile scratch */
 } fixed_state;
 
 static const attn_param fixed_params[] = {
@@ -55,59 +46,26 @@ static void fixed_fini(attn_plan *plan)
     fixed_state *st = plan->state;
     if (st == NULL)
         return;
-    free(st->Kt);
-    free(st->Vt);
-    free(st->bias);
-    free(st->idx);
-    free(st->work);
-    free(st->S);
-    free(st->accbuf);
-    free(st->oracle_scratch);
+    combiner_groups_free(&st->sums);
     free(st);
-}
-
-/* The default block: the power of two at or above sqrt n. */
-static size_t default_block(size_t n)
-{
-    size_t b = 1;
-    while (b * b < n)
-        b *= 2;
-    return b;
 }
 
 static int fixed_init(attn_plan *plan)
 {
     const attn_problem *pb = &plan->problem;
-    size_t n = pb->n, d = pb->d, dv = pb->dv;
-    long ib = attn_param_index(plan->method, "block");
-    if (plan->values[ib] == 0)
-        plan->values[ib] = (double) default_block(n);
+    size_t n = pb->n;
+    size_t b = combiner_block(plan);
     fixed_state *st = attn_plan_calloc(plan, 1, sizeof *st);
     if (st == NULL)
         return ATTN_ERR(ATTN_ENOMEM, "combiner_fixed: plan state");
     plan->state = st;
-    st->b = plan->values[ib] >= (double) n ? n : (size_t) plan->values[ib];
+    st->b = b;
     st->nb = (n + st->b - 1) / st->b;
     st->tile = st->b < ATTN_TILE_Q ? st->b : ATTN_TILE_Q;
-    st->pool = (int) attn_plan_value(plan, "pool");
-    st->oracle = (int) attn_plan_value(plan, "oracle");
     size_t width = st->b > ATTN_TILE_K ? st->b : ATTN_TILE_K;
-    st->Kt = attn_plan_calloc(plan, st->nb * d, sizeof *st->Kt);
-    st->Vt = attn_plan_calloc(plan, st->nb * dv, sizeof *st->Vt);
-    st->bias = attn_plan_calloc(plan, st->nb, sizeof *st->bias);
-    st->idx = attn_plan_calloc(plan, st->b, sizeof *st->idx);
-    st->work = attn_plan_calloc(plan, d + st->b, sizeof *st->work);
-    st->S = attn_plan_calloc(plan, st->tile * width, sizeof *st->S);
-    st->accbuf = attn_plan_calloc(plan, attn_acc_doubles(st->tile, dv), sizeof *st->accbuf);
-    if (st->oracle != COMBINER_ORACLE_NONE)
-        st->oracle_scratch = attn_plan_calloc(
-            plan, combiner_oracle_doubles(st->tile, st->b, dv, d), sizeof *st->oracle_scratch);
-    if (st->Kt == NULL || st->Vt == NULL || st->bias == NULL || st->idx == NULL ||
-        st->work == NULL || st->S == NULL || st->accbuf == NULL ||
-        (st->oracle != COMBINER_ORACLE_NONE && st->oracle_scratch == NULL))
+    if (combiner_groups_alloc(plan, &st->sums, st->nb, st->b, st->tile, width, st->tile) != 0)
         return ATTN_ERR(ATTN_ENOMEM, "combiner_fixed: scratch for %zu blocks of %zu", st->nb,
                         st->b);
-    attn_acc_init(&st->acc, st->tile, dv, st->accbuf);
     return ATTN_OK;
 }
 
@@ -116,10 +74,10 @@ static size_t block_len(const fixed_state *st, size_t n, size_t t)
     return t + 1 < st->nb ? st->b : n - t * st->b;
 }
 
-static void fill_block(const fixed_state *st, size_t t, size_t len)
+static void fill_block(fixed_state *st, size_t t, size_t len)
 {
     for (size_t u = 0; u < len; u++)
-        st->idx[u] = t * st->b + u;
+        st->sums.idx[u] = t * st->b + u;
 }
 
 /* Groups r in [g0, g1) for the query rows [q0, q0 + nr) (tile-local accumulator rows 0..nr-1). */
@@ -127,18 +85,20 @@ static void add_groups(fixed_state *st, const attn_problem *pb, const double *Q,
                        const double *V, size_t q0, size_t nr, size_t g0, size_t g1)
 {
     size_t d = pb->d, dv = pb->dv;
+    combiner_groups *sums = &st->sums;
     if (g1 <= g0)
         return;
-    if (st->oracle == COMBINER_ORACLE_NONE) {
-        combiner_add_summaries(&st->acc, 0, nr, Q + q0 * d, st->Kt + g0 * d, st->Vt + g0 * dv,
-                               st->bias + g0, g1 - g0, d, pb->scale, st->S);
+    if (sums->oracle == COMBINER_ORACLE_NONE) {
+        combiner_add_summaries(&sums->acc, 0, nr, Q + q0 * d, sums->Kt + g0 * d,
+                               sums->Vt + g0 * dv, sums->bias + g0, g1 - g0, d, pb->scale,
+                               sums->S);
         return;
     }
     for (size_t r = g0; r < g1; r++) {
         size_t len = block_len(st, pb->n, r);
         fill_block(st, r, len);
-        combiner_add_oracle(&st->acc, 0, nr, Q + q0 * d, K, V, st->idx, len, st->Vt + r * dv,
-                            st->oracle, pb->scale, d, st->oracle_scratch);
+        combiner_add_oracle(&sums->acc, 0, nr, Q + q0 * d, K, V, sums->idx, len,
+                            sums->Vt + r * dv, sums->oracle, pb->scale, d, sums->oracle_scratch);
     }
 }
 
@@ -146,35 +106,31 @@ static int fixed_apply(attn_plan *plan, const double *Q, const double *K, const 
                        double *O)
 {
     fixed_state *st = plan->state;
+    combiner_groups *sums = &st->sums;
     const attn_problem *pb = &plan->problem;
     size_t n = pb->n, d = pb->d, dv = pb->dv;
     /* Block summaries: computed once, shared by every query that sees the block. */
     for (size_t t = 0; t < st->nb; t++) {
         size_t len = block_len(st, n, t);
         fill_block(st, t, len);
-        st->bias[t] = combiner_summarize(pb, st->pool, Q, K, V, st->idx, len, st->Kt + t * d,
-                                         st->Vt + t * dv, st->work);
+        sums->bias[t] = combiner_summarize(pb, sums->pool, Q, K, V, sums->idx, len,
+                                           sums->Kt + t * d, sums->Vt + t * dv, sums->work);
     }
     for (size_t t = 0; t < st->nb; t++) {
         size_t start = t * st->b, len = block_len(st, n, t);
         for (size_t q0 = start; q0 < start + len; q0 += st->tile) {
             size_t nr = start + len - q0 < st->tile ? start + len - q0 : st->tile;
-            st->acc.rows = nr;
-            attn_acc_reset(&st->acc);
+            sums->acc.rows = nr;
+            attn_acc_reset(&sums->acc);
             /* Direct: the own block (causal: up to the query). */
-            size_t k_hi = pb->causal ? q0 + nr : start + len;
-            for (size_t k0 = start; k0 < k_hi; k0 += ATTN_TILE_K) {
-                size_t nc = k_hi - k0 < ATTN_TILE_K ? k_hi - k0 : ATTN_TILE_K;
-                attn_logits(Q + q0 * d, nr, K + k0 * d, nc, d, pb->scale, st->S, ATTN_TILE_K);
-                if (pb->causal && k0 + nc > q0 + 1)
-                    attn_mask_window(st->S, ATTN_TILE_K, q0, nr, k0, nc, SIZE_MAX, 0);
-                attn_acc_add(&st->acc, 0, nr, st->S, ATTN_TILE_K, V + k0 * dv, dv, nc);
-            }
+            size_t nc = pb->causal ? q0 + nr - start : len;
+            combiner_add_block(&sums->acc, 0, Q + q0 * d, q0, nr, K + start * d, V + start * dv,
+                               start, nc, SIZE_MAX, pb->causal ? 0 : SIZE_MAX, 0, pb, sums->S);
             /* Groups: every earlier block, and (bidirectional) every later one. */
             add_groups(st, pb, Q, K, V, q0, nr, 0, t);
             if (!pb->causal)
                 add_groups(st, pb, Q, K, V, q0, nr, t + 1, st->nb);
-            attn_acc_finish(&st->acc, 0, nr, O + q0 * dv, dv, NULL);
+            attn_acc_finish(&sums->acc, 0, nr, O + q0 * dv, dv, NULL);
         }
     }
     return ATTN_OK;
@@ -188,16 +144,10 @@ static void fixed_cost(const attn_plan *plan, attn_cost *cost)
     double nb = (double) st->nb;
     /* Summaries: local logits and expectations over every position. */
     double pairs = n * b * (pb->causal ? 0.5 : 1.0) + n * nb * (pb->causal ? 0.5 : 1.0);
-    if (st->oracle != COMBINER_ORACLE_NONE)
+    if (st->sums.oracle != COMBINER_ORACLE_NONE)
         pairs = n * n * (pb->causal ? 0.5 : 1.0);
     cost->flops = 2.0 * n * (d + dv) + 2.0 * pairs * (d + dv);
     cost->exps = n + pairs;
-}
-
-static int fixed_exact_limit(const attn_problem *problem, double *values)
-{
-    values[0] = (double) problem->n;
-    return ATTN_OK;
 }
 
 const attn_method attn_method_combiner_fixed = {
@@ -214,5 +164,5 @@ const attn_method attn_method_combiner_fixed = {
     .apply = fixed_apply,
     .materialize = NULL,
     .cost = fixed_cost,
-    .exact_limit = fixed_exact_limit,
+    .exact_limit = combiner_block_exact_limit,
 };

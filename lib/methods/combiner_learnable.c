@@ -504,14 +504,8 @@ static void add_direct(learnable_state *st, const attn_problem *pb, size_t r, si
 {
     size_t d = pb->d, dv = pb->dv, s = st->start[r];
     size_t k_hi = pb->causal ? a0 + nr : st->count[r];
-    for (size_t k0 = 0; k0 < k_hi; k0 += ATTN_TILE_K) {
-        size_t nc = k_hi - k0 < ATTN_TILE_K ? k_hi - k0 : ATTN_TILE_K;
-        attn_logits(st->Qc + (s + a0) * d, nr, st->Kc + (s + k0) * d, nc, d, pb->scale, st->S,
-                    ATTN_TILE_K);
-        if (pb->causal && k0 + nc > a0 + 1)
-            attn_mask_window(st->S, ATTN_TILE_K, a0, nr, k0, nc, SIZE_MAX, 0);
-        attn_acc_add(&st->acc, 0, nr, st->S, ATTN_TILE_K, st->Vc + (s + k0) * dv, dv, nc);
-    }
+    combiner_add_block(&st->acc, 0, st->Qc + (s + a0) * d, a0, nr, st->Kc + s * d, st->Vc + s * dv,
+                       0, k_hi, SIZE_MAX, pb->causal ? 0 : SIZE_MAX, 0, pb, st->S);
 }
 
 static void apply_bidirectional(learnable_state *st, const attn_problem *pb, const double *Q,
@@ -552,42 +546,18 @@ static void apply_bidirectional(learnable_state *st, const attn_problem *pb, con
 }
 
 /* Causal prefix summaries of every cluster, in member order: Qp, Kp = running pool of the first
- * t + 1 members' queries and keys, biasp = log(t + 1) for mean_log, and Vp = the local
- * expectation of that prefix under its pooled query, which is causal attention of Qp over the
- * cluster's keys Kc and values Vc. */
+ * t + 1 members' queries and keys (combiner_scan_pool), biasp = log(t + 1) for mean_log, and
+ * Vp = the local expectation of that prefix under its pooled query, which is causal attention of
+ * Qp over the cluster's keys Kc and values Vc. */
 static void prefix_summaries(learnable_state *st, const attn_problem *pb)
 {
     size_t d = pb->d, dv = pb->dv;
     for (size_t r = 0; r < st->L; r++) {
         size_t s = st->start[r], cnt = st->count[r];
-        for (size_t t = 0; t < cnt; t++) {
-            const double *q = st->Qc + (s + t) * d, *k = st->Kc + (s + t) * d;
-            double *qp = st->Qp + (s + t) * d, *kp = st->Kp + (s + t) * d;
-            if (t == 0) {
-                memcpy(qp, q, d * sizeof *qp);
-                memcpy(kp, k, d * sizeof *kp);
-            } else if (st->pool == COMBINER_POOL_MAX) {
-                for (size_t c = 0; c < d; c++) {
-                    qp[c] = q[c] > qp[c - d] ? q[c] : qp[c - d];
-                    kp[c] = k[c] > kp[c - d] ? k[c] : kp[c - d];
-                }
-            } else {
-                /* Running sums first; the means follow once the cluster is done. */
-                for (size_t c = 0; c < d; c++) {
-                    qp[c] = q[c] + qp[c - d];
-                    kp[c] = k[c] + kp[c - d];
-                }
-            }
+        combiner_scan_pool(st->Qc + s * d, cnt, d, st->pool, 0, st->Qp + s * d, d);
+        combiner_scan_pool(st->Kc + s * d, cnt, d, st->pool, 0, st->Kp + s * d, d);
+        for (size_t t = 0; t < cnt; t++)
             st->biasp[s + t] = st->pool == COMBINER_POOL_MEAN_LOG ? log((double) (t + 1)) : 0.0;
-        }
-        if (st->pool != COMBINER_POOL_MAX)
-            for (size_t t = 1; t < cnt; t++) {
-                double inv = 1.0 / (double) (t + 1);
-                for (size_t c = 0; c < d; c++) {
-                    st->Qp[(s + t) * d + c] *= inv;
-                    st->Kp[(s + t) * d + c] *= inv;
-                }
-            }
         /* Full tiles (CAUSAL_TILE): rows past the cluster's end land in the next cluster's
          * rows, which are computed after this one, or in the padding. */
         st->acc.rows = CAUSAL_TILE;

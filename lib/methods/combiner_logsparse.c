@@ -79,7 +79,7 @@ static const char *const levels_choices[] = { "paper", "code", NULL };
 #define MAX_GROUPS (2 * MAX_LEVELS)
 
 typedef struct group_ref {
-    size_t g;       /* index of the block's summary in Kt, Vt, bias */
+    size_t g;       /* index of the block's summary in sums.Kt, sums.Vt, sums.bias */
     size_t start;   /* first position of the block */
     size_t len;     /* its positions, 2^l */
 } group_ref;
@@ -91,16 +91,8 @@ typedef struct logsparse_state {
     size_t nsum;             /* summaries per direction */
     size_t maxlen;           /* largest block */
     size_t tile;             /* queries per tile */
-    int bidir, pool, oracle;
-    double *Kt;              /* (1 + bidir) nsum x d pooled keys: forward, then mirrored */
-    double *Vt;              /* (1 + bidir) nsum x dv local expectations */
-    double *bias;            /* (1 + bidir) nsum group-logit biases */
-    size_t *idx;             /* maxlen positions of one block */
-    double *work;            /* summarize scratch, d + maxlen */
-    double *S;               /* tile x ATTN_TILE_K direct logits */
-    double *accbuf;          /* accumulator storage */
-    double *oracle_scratch;  /* combiner_oracle_doubles(1, maxlen, dv, d) */
-    attn_acc acc;
+    int bidir;
+    combiner_groups sums;    /* (1 + bidir) nsum summaries: forward, then mirrored; tile scratch */
 } logsparse_state;
 
 static const attn_param logsparse_params[] = {
@@ -121,14 +113,7 @@ static void logsparse_fini(attn_plan *plan)
     logsparse_state *st = plan->state;
     if (st == NULL)
         return;
-    free(st->Kt);
-    free(st->Vt);
-    free(st->bias);
-    free(st->idx);
-    free(st->work);
-    free(st->S);
-    free(st->accbuf);
-    free(st->oracle_scratch);
+    combiner_groups_free(&st->sums);
     free(st);
 }
 
@@ -146,7 +131,7 @@ static size_t bit_length(size_t x)
 static int logsparse_init(attn_plan *plan)
 {
     const attn_problem *pb = &plan->problem;
-    size_t n = pb->n, d = pb->d, dv = pb->dv;
+    size_t n = pb->n;
     logsparse_state *st = attn_plan_calloc(plan, 1, sizeof *st);
     if (st == NULL)
         return ATTN_ERR(ATTN_ENOMEM, "combiner_logsparse: plan state");
@@ -156,8 +141,6 @@ static int logsparse_init(attn_plan *plan)
      * small. */
     st->local = local >= (double) (n - 1) ? n - 1 : (size_t) local;
     st->bidir = !pb->causal;
-    st->pool = (int) attn_plan_value(plan, "pool");
-    st->oracle = (int) attn_plan_value(plan, "oracle");
     /* Paper: every bit of every index up to n - 1.  Code: ceil(log2(n - 1)) = bit_length(n - 2)
      * for n >= 2. */
     if ((int) attn_plan_value(plan, "levels") == LEVELS_CODE)
@@ -182,22 +165,10 @@ static int logsparse_init(attn_plan *plan)
      * matrix product). */
     size_t width = st->local + 2;
     st->tile = width < 8 ? 8 : (width < ATTN_TILE_Q ? width : ATTN_TILE_Q);
-    st->Kt = attn_plan_calloc(plan, total ? total * d : 1, sizeof *st->Kt);
-    st->Vt = attn_plan_calloc(plan, total ? total * dv : 1, sizeof *st->Vt);
-    st->bias = attn_plan_calloc(plan, total ? total : 1, sizeof *st->bias);
-    st->idx = attn_plan_calloc(plan, st->maxlen, sizeof *st->idx);
-    st->work = attn_plan_calloc(plan, d + st->maxlen, sizeof *st->work);
-    st->S = attn_plan_calloc(plan, st->tile * ATTN_TILE_K, sizeof *st->S);
-    st->accbuf = attn_plan_calloc(plan, attn_acc_doubles(st->tile, dv), sizeof *st->accbuf);
-    if (st->oracle != COMBINER_ORACLE_NONE)
-        st->oracle_scratch = attn_plan_calloc(
-            plan, combiner_oracle_doubles(1, st->maxlen, dv, d), sizeof *st->oracle_scratch);
-    if (st->Kt == NULL || st->Vt == NULL || st->bias == NULL || st->idx == NULL ||
-        st->work == NULL || st->S == NULL || st->accbuf == NULL ||
-        (st->oracle != COMBINER_ORACLE_NONE && st->oracle_scratch == NULL))
+    /* Oracle groups are added one query at a time. */
+    if (combiner_groups_alloc(plan, &st->sums, total, st->maxlen, st->tile, ATTN_TILE_K, 1) != 0)
         return ATTN_ERR(ATTN_ENOMEM, "combiner_logsparse: scratch for %zu summaries (n = %zu)",
                         total, n);
-    attn_acc_init(&st->acc, st->tile, dv, st->accbuf);
     return ATTN_OK;
 }
 
@@ -278,6 +249,7 @@ static size_t trailing_zeros(size_t x)
 static void summarize_all(logsparse_state *st, const attn_problem *pb, const double *Q,
                           const double *K, const double *V)
 {
+    combiner_groups *sums = &st->sums;
     size_t n = pb->n, d = pb->d, dv = pb->dv;
     for (size_t dir = 0; dir < (st->bidir ? 2u : 1u); dir++)
         for (size_t E = 2; E + 1 <= n; E += 2) {
@@ -286,9 +258,9 @@ static void summarize_all(logsparse_state *st, const attn_problem *pb, const dou
                 continue;
             size_t t = dir * st->nsum + st->off[l] + (E >> (l + 1));
             size_t start = dir == 0 ? E - len : n - E; /* mirrored: reversed [E - len, E) */
-            fill_block(st->idx, start, len);
-            st->bias[t] = combiner_summarize(pb, st->pool, Q, K, V, st->idx, len, st->Kt + t * d,
-                                             st->Vt + t * dv, st->work);
+            fill_block(sums->idx, start, len);
+            sums->bias[t] = combiner_summarize(pb, sums->pool, Q, K, V, sums->idx, len,
+                                               sums->Kt + t * d, sums->Vt + t * dv, sums->work);
         }
 }
 
@@ -297,22 +269,23 @@ static void summarize_all(logsparse_state *st, const attn_problem *pb, const dou
 static void add_direct(logsparse_state *st, const attn_problem *pb, const double *Q,
                        const double *K, const double *V, size_t q0, size_t nr)
 {
+    combiner_groups *sums = &st->sums;
     size_t n = pb->n, d = pb->d, dv = pb->dv;
     size_t k_lo, k_hi, unused;
     direct_window(st, n, q0, &k_lo, &unused);
     direct_window(st, n, q0 + nr - 1, &unused, &k_hi); /* windows move right with i */
     for (size_t k0 = k_lo; k0 <= k_hi; k0 += ATTN_TILE_K) {
         size_t nc = k_hi + 1 - k0 < ATTN_TILE_K ? k_hi + 1 - k0 : ATTN_TILE_K;
-        attn_logits(Q + q0 * d, nr, K + k0 * d, nc, d, pb->scale, st->S, ATTN_TILE_K);
+        attn_logits(Q + q0 * d, nr, K + k0 * d, nc, d, pb->scale, sums->S, ATTN_TILE_K);
         for (size_t a = 0; a < nr; a++) {
             size_t lo, hi;
             direct_window(st, n, q0 + a, &lo, &hi);
-            double *row = st->S + a * ATTN_TILE_K;
+            double *row = sums->S + a * ATTN_TILE_K;
             for (size_t b = 0; b < nc; b++)
                 if (k0 + b < lo || k0 + b > hi)
                     row[b] = -INFINITY;
         }
-        attn_acc_add(&st->acc, 0, nr, st->S, ATTN_TILE_K, V + k0 * dv, dv, nc);
+        attn_acc_add(&sums->acc, 0, nr, sums->S, ATTN_TILE_K, V + k0 * dv, dv, nc);
     }
 }
 
@@ -321,13 +294,14 @@ static int logsparse_apply(attn_plan *plan, const double *Q, const double *K, co
 {
     logsparse_state *st = plan->state;
     const attn_problem *pb = &plan->problem;
+    combiner_groups *sums = &st->sums;
     size_t n = pb->n, d = pb->d, dv = pb->dv;
     group_ref groups[MAX_GROUPS];
     summarize_all(st, pb, Q, K, V);
     for (size_t q0 = 0; q0 < n; q0 += st->tile) {
         size_t nr = n - q0 < st->tile ? n - q0 : st->tile;
-        st->acc.rows = nr;
-        attn_acc_reset(&st->acc);
+        sums->acc.rows = nr;
+        attn_acc_reset(&sums->acc);
         add_direct(st, pb, Q, K, V, q0, nr);
         for (size_t a = 0; a < nr; a++) {
             size_t i = q0 + a;
@@ -335,19 +309,19 @@ static int logsparse_apply(attn_plan *plan, const double *Q, const double *K, co
             size_t count = row_groups(st, n, i, groups);
             for (size_t t = 0; t < count; t++) {
                 const group_ref *G = &groups[t];
-                if (st->oracle == COMBINER_ORACLE_NONE) {
-                    double logit = combiner_logit(q, st->Kt + G->g * d, d, pb->scale);
-                    attn_acc_add_one(&st->acc, a, logit + st->bias[G->g], 1.0,
-                                     st->Vt + G->g * dv);
+                if (sums->oracle == COMBINER_ORACLE_NONE) {
+                    double logit = combiner_logit(q, sums->Kt + G->g * d, d, pb->scale);
+                    attn_acc_add_one(&sums->acc, a, logit + sums->bias[G->g], 1.0,
+                                     sums->Vt + G->g * dv);
                 } else {
-                    fill_block(st->idx, G->start, G->len);
-                    combiner_add_oracle(&st->acc, a, 1, q, K, V, st->idx, G->len,
-                                        st->Vt + G->g * dv, st->oracle, pb->scale, d,
-                                        st->oracle_scratch);
+                    fill_block(sums->idx, G->start, G->len);
+                    combiner_add_oracle(&sums->acc, a, 1, q, K, V, sums->idx, G->len,
+                                        sums->Vt + G->g * dv, sums->oracle, pb->scale, d,
+                                        sums->oracle_scratch);
                 }
             }
         }
-        attn_acc_finish(&st->acc, 0, nr, O + q0 * dv, dv, NULL);
+        attn_acc_finish(&sums->acc, 0, nr, O + q0 * dv, dv, NULL);
     }
     return ATTN_OK;
 }
@@ -379,7 +353,7 @@ static void logsparse_cost(const attn_plan *plan, attn_cost *cost)
         for (size_t t = 0; t < count; t++)
             oracle_pairs += (double) groups[t].len;
     }
-    double pairs = direct + (st->oracle == COMBINER_ORACLE_NONE ? terms : oracle_pairs);
+    double pairs = direct + (st->sums.oracle == COMBINER_ORACLE_NONE ? terms : oracle_pairs);
     cost->flops = pooled * (2.0 * d + 2.0 * d + 2.0 * dv) + 2.0 * pairs * (d + dv);
     cost->exps = pooled + pairs;
 }

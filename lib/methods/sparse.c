@@ -52,10 +52,11 @@
  *   row is allowed.
  *
  * Parameters that default to 0 ("block") are chosen from the problem at plan time: b =
- * 2^ceil(log2 sqrt n), combiner_fixed's default, so that a twin and its Combiner share a block by
- * default.  The budget of sparse_fixed and sparse_axial is that block, the parameter the sweeps
- * share with their Combiner twins; neither declares ATTN_BUDGET_MONOTONE, since the supports are
- * not nested in b (their size b + c n / b or b + n / b is smallest near sqrt n, and b = 1 is
+ * 2^ceil(log2 sqrt n), combiner_fixed's default (combiner_default_block in combiner.h, whose block
+ * kernel combiner_add_block these methods share too), so that a twin and its Combiner share a
+ * block by default.  The budget of sparse_fixed and sparse_axial is that block, the parameter the
+ * sweeps share with their Combiner twins; neither declares ATTN_BUDGET_MONOTONE, since the supports
+ * are not nested in b (their size b + c n / b or b + n / b is smallest near sqrt n, and b = 1 is
  * exact), so the error can rise and fall as b grows.
  */
 #include "config.h"
@@ -66,56 +67,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "attn_impl.h"
-
-/* ---------------------------------------------------------------------------------------------
- * Shared pieces.
- */
-
-/* The default block: the power of two at or above sqrt n (combiner_fixed's default). */
-static size_t default_block(size_t n)
-{
-    size_t b = 1;
-    while (b * b < n)
-        b *= 2;
-    return b;
-}
-
-/* Set the logit of query q0 + a against key j0 + e to -INFINITY where the two indices are equal. */
-static void mask_self(double *S, size_t lds, size_t q0, size_t nr, size_t j0, size_t nc)
-{
-    for (size_t a = 0; a < nr; a++) {
-        size_t i = q0 + a;
-        if (i >= j0 && i < j0 + nc)
-            S[a * lds + (i - j0)] = -INFINITY;
-    }
-}
-
-/* Add a block of contiguous keys to rows r0..r0+nr-1 of acc.  The queries are Qb (nr x d) with
- * indices q0..q0+nr-1, the keys Kb (nc x d) and values Vb (nc x dv) with indices k0..k0+nc-1 in
- * the same index space (positions, or row numbers inside one column).  Query i keeps keys j with
- * i - before <= j <= i + after (SIZE_MAX: no limit), and not j == i when no_self is set.  Keys go
- * in chunks of ATTN_TILE_K through dgemm; only chunks that a limit cuts are masked.  S is scratch
- * of nr x ATTN_TILE_K doubles. */
-static void add_block(attn_acc *acc, size_t r0, const double *Qb, size_t q0, size_t nr,
-                      const double *Kb, const double *Vb, size_t k0, size_t nc, size_t before,
-                      size_t after, int no_self, const attn_problem *pb, double *S)
-{
-    size_t d = pb->d, dv = pb->dv;
-    size_t q1 = q0 + nr - 1;
-    for (size_t c0 = 0; c0 < nc; c0 += ATTN_TILE_K) {
-        size_t w = nc - c0 < ATTN_TILE_K ? nc - c0 : ATTN_TILE_K;
-        size_t j0 = k0 + c0, j1 = j0 + w - 1;
-        attn_logits(Qb, nr, Kb + c0 * d, w, d, pb->scale, S, ATTN_TILE_K);
-        int cut_before = before != SIZE_MAX && q1 > before && j0 < q1 - before;
-        int cut_after = after != SIZE_MAX && j1 > q0 + after;
-        if (cut_before || cut_after)
-            attn_mask_window(S, ATTN_TILE_K, q0, nr, j0, w, before, after);
-        if (no_self && j0 <= q1 && q0 <= j1)
-            mask_self(S, ATTN_TILE_K, q0, nr, j0, w);
-        attn_acc_add(acc, r0, nr, S, ATTN_TILE_K, Vb + c0 * dv, dv, w);
-    }
-}
+#include "combiner.h"
 
 /* ---------------------------------------------------------------------------------------------
  * sparse_fixed
@@ -165,7 +117,7 @@ static int fixed_init(attn_plan *plan)
     long ib = attn_param_index(plan->method, "block");
     int chosen = plan->values[ib] == 0;
     if (chosen)
-        plan->values[ib] = (double) default_block(n);
+        plan->values[ib] = (double) combiner_default_block(n);
     double b = plan->values[ib], c = attn_plan_value(plan, "summary");
     if (c > b) {
         if (chosen)
@@ -222,15 +174,15 @@ static int fixed_apply(attn_plan *plan, const double *Q, const double *K, const 
             attn_acc_reset(&st->acc);
             /* Own block; causal: up to the query. */
             size_t nc = pb->causal ? q0 + nr - start : len;
-            add_block(&st->acc, 0, Q + q0 * d, q0, nr, K + start * d, V + start * dv, start, nc,
-                      SIZE_MAX, pb->causal ? 0 : SIZE_MAX, 0, pb, st->S);
+            combiner_add_block(&st->acc, 0, Q + q0 * d, q0, nr, K + start * d, V + start * dv,
+                               start, nc, SIZE_MAX, pb->causal ? 0 : SIZE_MAX, 0, pb, st->S);
             /* Summary columns of the blocks before t; bidirectional: and after t. */
-            add_block(&st->acc, 0, Q + q0 * d, 0, nr, st->Ks, st->Vs, 0, t * c, SIZE_MAX,
-                      SIZE_MAX, 0, pb, st->S);
+            combiner_add_block(&st->acc, 0, Q + q0 * d, 0, nr, st->Ks, st->Vs, 0, t * c,
+                               SIZE_MAX, SIZE_MAX, 0, pb, st->S);
             if (!pb->causal && t + 1 < st->nb)
-                add_block(&st->acc, 0, Q + q0 * d, 0, nr, st->Ks + (t + 1) * c * d,
-                          st->Vs + (t + 1) * c * dv, 0, st->ns - (t + 1) * c, SIZE_MAX,
-                          SIZE_MAX, 0, pb, st->S);
+                combiner_add_block(&st->acc, 0, Q + q0 * d, 0, nr, st->Ks + (t + 1) * c * d,
+                                   st->Vs + (t + 1) * c * dv, 0, st->ns - (t + 1) * c,
+                                   SIZE_MAX, SIZE_MAX, 0, pb, st->S);
             attn_acc_finish(&st->acc, 0, nr, O + q0 * dv, dv, NULL);
         }
     }
@@ -259,12 +211,6 @@ static void fixed_cost(const attn_plan *plan, attn_cost *cost)
     cost->exps = pairs;
 }
 
-static int fixed_exact_limit(const attn_problem *problem, double *values)
-{
-    values[0] = (double) problem->n;
-    return ATTN_OK;
-}
-
 const attn_method attn_method_sparse_fixed = {
     .id = "sparse_fixed",
     .summary = "Sparse Transformer fixed pattern: own block plus the last c positions of every "
@@ -279,7 +225,7 @@ const attn_method attn_method_sparse_fixed = {
     .apply = fixed_apply,
     .materialize = NULL,
     .cost = fixed_cost,
-    .exact_limit = fixed_exact_limit,
+    .exact_limit = combiner_block_exact_limit,
 };
 
 /* ---------------------------------------------------------------------------------------------
@@ -395,8 +341,8 @@ static int logsparse_apply(attn_plan *plan, const double *Q, const double *K, co
         if (st->gemm) {
             size_t lo, hi;
             logsparse_window(st, n, pb->causal, q0, nr, &lo, &hi);
-            add_block(&st->acc, 0, Q + q0 * d, q0, nr, K + lo * d, V + lo * dv, lo, hi - lo,
-                      st->L, pb->causal ? 0 : st->L, 0, pb, st->S);
+            combiner_add_block(&st->acc, 0, Q + q0 * d, q0, nr, K + lo * d, V + lo * dv, lo,
+                               hi - lo, st->L, pb->causal ? 0 : st->L, 0, pb, st->S);
         }
         for (size_t a = 0; a < nr; a++) {
             size_t i = q0 + a;
@@ -512,14 +458,12 @@ static int axial_init(attn_plan *plan)
 {
     const attn_problem *pb = &plan->problem;
     size_t n = pb->n, d = pb->d, dv = pb->dv;
-    long ib = attn_param_index(plan->method, "block");
-    if (plan->values[ib] == 0)
-        plan->values[ib] = (double) default_block(n);
+    size_t b = combiner_block(plan);
     axial_state *st = attn_plan_calloc(plan, 1, sizeof *st);
     if (st == NULL)
         return ATTN_ERR(ATTN_ENOMEM, "sparse_axial: plan state");
     plan->state = st;
-    st->b = plan->values[ib] >= (double) n ? n : (size_t) plan->values[ib];
+    st->b = b;
     st->rows = (n + st->b - 1) / st->b;
     st->tile = st->b < ATTN_TILE_Q ? st->b : ATTN_TILE_Q;
     st->Qc = attn_plan_calloc(plan, st->rows * d, sizeof *st->Qc);
@@ -563,8 +507,8 @@ static int axial_apply(attn_plan *plan, const double *Q, const double *K, const 
         for (size_t t0 = 0; t0 < len; t0 += ATTN_TILE_Q) {
             size_t nr = len - t0 < ATTN_TILE_Q ? len - t0 : ATTN_TILE_Q;
             size_t nc = pb->causal ? t0 + nr - 1 : len;
-            add_block(&st->col, c * st->rows + t0, st->Qc + t0 * d, t0, nr, st->Kc, st->Vc, 0,
-                      nc, SIZE_MAX, pb->causal ? 0 : SIZE_MAX, 1, pb, st->S);
+            combiner_add_block(&st->col, c * st->rows + t0, st->Qc + t0 * d, t0, nr, st->Kc,
+                               st->Vc, 0, nc, SIZE_MAX, pb->causal ? 0 : SIZE_MAX, 1, pb, st->S);
         }
     }
     /* Row pass: each position's own row (causal: up to itself), merged with its column part. */
@@ -575,8 +519,8 @@ static int axial_apply(attn_plan *plan, const double *Q, const double *K, const 
             st->acc.rows = nr;
             attn_acc_reset(&st->acc);
             size_t nc = pb->causal ? q0 + nr - start : len;
-            add_block(&st->acc, 0, Q + q0 * d, q0, nr, K + start * d, V + start * dv, start, nc,
-                      SIZE_MAX, pb->causal ? 0 : SIZE_MAX, 0, pb, st->S);
+            combiner_add_block(&st->acc, 0, Q + q0 * d, q0, nr, K + start * d, V + start * dv,
+                               start, nc, SIZE_MAX, pb->causal ? 0 : SIZE_MAX, 0, pb, st->S);
             for (size_t a = 0; a < nr; a++) {
                 size_t i = q0 + a;
                 attn_acc_merge_row(&st->acc, a, &st->col, (i % b) * st->rows + r);
@@ -612,12 +556,6 @@ static void axial_cost(const attn_plan *plan, attn_cost *cost)
     cost->exps = pairs;
 }
 
-static int axial_exact_limit(const attn_problem *problem, double *values)
-{
-    values[0] = (double) problem->n;
-    return ATTN_OK;
-}
-
 const attn_method attn_method_sparse_axial = {
     .id = "sparse_axial",
     .summary = "axial attention: own row and own column of the n = rows x b reshaping, softmax "
@@ -632,5 +570,5 @@ const attn_method attn_method_sparse_axial = {
     .apply = axial_apply,
     .materialize = NULL,
     .cost = axial_cost,
-    .exact_limit = axial_exact_limit,
+    .exact_limit = combiner_block_exact_limit,
 };
