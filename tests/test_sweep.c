@@ -225,3 +225,47 @@ Test(sweep, run_writes_points_and_rerun_skips)
     free(out);
     free(path);
 }
+
+/* A point that fails (here the plan refuses summary > block at the small n, where the auto block
+ * is 8) is recorded with its status and message, and the sweep goes on to the other points. */
+Test(sweep, failed_points_are_recorded_and_the_sweep_goes_on)
+{
+    char *path = write_ini("failing.ini", "[sweep]\n"
+                                          "data = gauss:n=1024,d=4\n"
+                                          "n = 64, 1024\n"
+                                          "repeats = 1\n"
+                                          "matrix_n_max = 0\n"
+                                          "[method sparse_fixed]\n"
+                                          "summary = 20\n");
+    sweep_config *cfg = NULL;
+    cr_assert_eq(sweep_config_load(&cfg, path, NULL, 0), ATTN_OK, "%s", attn_last_error());
+    char *out = tu_build_path("tests/sweep-work/failing.h5");
+    remove(out);
+    sweep_options opts = { .output = out, .task = 0, .ntasks = 1, .quiet = 1,
+                           .command_line = "test" };
+    sweep_summary sum;
+    cr_assert_eq(sweep_run(cfg, &opts, &sum), ATTN_OK, "%s", attn_last_error());
+    cr_assert_eq(sum.done, 2);
+    cr_assert_eq(sum.failed, 1);
+    attn_table *tab = NULL;
+    cr_assert_eq(attn_table_read(&tab, out), ATTN_OK, "%s", attn_last_error());
+    cr_assert_eq(tab->rows, 2);
+    long n = attn_table_column(tab, "n"), status = attn_table_column(tab, "status");
+    long message = attn_table_column(tab, "message"), err = attn_table_column(tab, "err_out_rel_fro");
+    for (size_t r = 0; r < tab->rows; r++) {
+        if (tab->num[n][r] == 64) {
+            cr_assert_eq(tab->num[status][r], (double) ATTN_EPARAM);
+            cr_assert(strstr(tab->str[message][r], "summary = 20 exceeds block = 8") != NULL,
+                      "message: %s", tab->str[message][r]);
+            cr_assert(isnan(tab->num[err][r]));
+        } else {
+            cr_assert_eq(tab->num[status][r], 0.0);
+            cr_assert_str_eq(tab->str[message][r], "");
+            cr_assert(tab->num[err][r] > 0.0);
+        }
+    }
+    attn_table_destroy(tab);
+    sweep_config_free(cfg);
+    free(out);
+    free(path);
+}
