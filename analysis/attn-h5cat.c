@@ -14,6 +14,11 @@
  * numeric columns, so n=1024 matches 1024 and NaN matches NaN); several --where must all hold.
  * --columns selects and orders the columns written.
  *
+ * With --blocks NAME there is one row per row of every /blocks/NAME_<point_id> table (the
+ * near/far structure tables a sweep's [blocks] section writes: NAME = offdiag or farfield), with
+ * the columns data_label and data_source of that point's /points row followed by the table's own
+ * columns (its column_names attribute; every table of the name must have the same ones).
+ *
  * The TSV is written to a temporary file beside OUT and renamed at the end, so a failure never
  * leaves a half-written OUT.  Exit status: 0, 1 on an error (message on stderr), 2 on a bad command
  * line.
@@ -85,7 +90,7 @@ typedef struct spectra {
 static void usage(FILE *out)
 {
     fprintf(out,
-            "usage: %s FILE.h5 [-o OUT.tsv] [--columns a,b,c] [--where col=value]... [--spectra]\n"
+            "usage: %s FILE.h5 [-o OUT.tsv] [--columns a,b,c] [--where col=value]... [--spectra | --blocks NAME]\n"
             "\n"
             "Write the /points table of an attnlab results file as TSV (stdout without -o).\n"
             "  -o, --output OUT.tsv   write OUT.tsv (through a temporary file renamed at the end)\n"
@@ -95,6 +100,9 @@ static void usage(FILE *out)
             "  --spectra              one row per singular value of /spectra/<point_id>, columns\n"
             "                         point_id data_label layer head n causal method spec config_spec k sigma\n"
             "                         sigma_rel (sigma / sigma_1)\n"
+            "  --blocks NAME          one row per row of the tables /blocks/NAME_<point_id> (NAME:\n"
+            "                         offdiag or farfield), columns data_label data_source and\n"
+            "                         the table's own\n"
             "  -h, --help             this text\n",
             program);
 }
@@ -378,6 +386,124 @@ static int view_from_spectra(view *v, const spectra *s)
 }
 
 /* ---------------------------------------------------------------------------------------------
+ * --blocks NAME: the rows of /blocks/NAME_<point_id>, joined with /points.
+ */
+
+typedef struct blocks {
+    size_t rows, ncols;       /* ncols: the tables' own columns */
+    char *names;              /* their column_names attribute (owned) */
+    char **name;              /* [ncols] pointers into a split copy of names */
+    char *split;
+    double **num;             /* [ncols] rows values */
+    char **label, **source;   /* [rows] borrowed from the /points table */
+} blocks;
+
+static void blocks_free(blocks *b)
+{
+    for (size_t c = 0; c < b->ncols; c++)
+        free(b->num[c]);
+    free(b->num);
+    free(b->name);
+    free(b->split);
+    free(b->names);
+    free(b->label);
+    free(b->source);
+}
+
+/* Take the column names of the first table read. */
+static int blocks_columns(blocks *b, const char *names, size_t cols)
+{
+    b->names = copy_string(names);
+    b->split = copy_string(names);
+    b->name = calloc(cols, sizeof *b->name);
+    b->num = calloc(cols, sizeof *b->num);
+    if (b->names == NULL || b->split == NULL || b->name == NULL || b->num == NULL)
+        return ATTN_ERR(ATTN_ENOMEM, "blocks table");
+    b->ncols = cols;
+    size_t c = 0;
+    for (char *t = strtok(b->split, ","); t != NULL && c < cols; t = strtok(NULL, ","))
+        b->name[c++] = t;
+    if (c != cols)
+        return ATTN_ERR(ATTN_EFORMAT, "column_names '%s' names %zu columns, the table has %zu",
+                        names, c, cols);
+    return ATTN_OK;
+}
+
+static int blocks_read(blocks *b, const attn_table *table, const char *path, const char *name)
+{
+    long pid = attn_table_column(table, "point_id");
+    long lab = attn_table_column(table, "data_label");
+    long src = attn_table_column(table, "data_source");
+    if (pid < 0 || lab < 0 || src < 0)
+        return attn_error_context(ATTN_EFORMAT, "%s", path);
+    size_t cap = 0;
+    for (size_t r = 0; r < table->rows; r++) {
+        char tname[512];
+        double *x = NULL;
+        char *names = NULL;
+        size_t rows = 0, cols = 0;
+        snprintf(tname, sizeof tname, "%s_%lld", name, (long long) table->num[pid][r]);
+        int status = attn_results_read_table(path, tname, &x, &rows, &cols, &names);
+        if (status == ATTN_EFORMAT && strstr(attn_last_error(), "is missing") != NULL) {
+            attn_error_clear();
+            continue;     /* tables exist only for the first point of an input */
+        }
+        if (status == ATTN_OK && b->names == NULL)
+            status = blocks_columns(b, names, cols);
+        else if (status == ATTN_OK && (cols != b->ncols || strcmp(names, b->names) != 0))
+            status = ATTN_ERR(ATTN_EFORMAT, "%s: /blocks/%s has columns '%s', the first table "
+                              "had '%s'", path, tname, names, b->names);
+        if (status == ATTN_OK && b->rows + rows > cap) {
+            cap = 2 * (b->rows + rows);
+            for (size_t c = 0; status == ATTN_OK && c < b->ncols; c++) {
+                double *p = realloc(b->num[c], cap * sizeof *p);
+                if (p == NULL)
+                    status = ATTN_ERR(ATTN_ENOMEM, "blocks table of %zu rows", cap);
+                else
+                    b->num[c] = p;
+            }
+            char **l = status == ATTN_OK ? realloc(b->label, cap * sizeof *l) : NULL;
+            if (l != NULL)
+                b->label = l;
+            char **so = l != NULL ? realloc(b->source, cap * sizeof *so) : NULL;
+            if (so != NULL)
+                b->source = so;
+            if (status == ATTN_OK && (l == NULL || so == NULL))
+                status = ATTN_ERR(ATTN_ENOMEM, "blocks table of %zu rows", cap);
+        }
+        for (size_t t = 0; status == ATTN_OK && t < rows; t++) {
+            for (size_t c = 0; c < cols; c++)
+                b->num[c][b->rows] = x[t * cols + c];
+            b->label[b->rows] = table->str[lab][r];
+            b->source[b->rows] = table->str[src][r];
+            b->rows++;
+        }
+        free(x);
+        free(names);
+        if (status != ATTN_OK)
+            return status;
+    }
+    if (b->names == NULL)
+        return ATTN_ERR(ATTN_EFORMAT, "%s has no /blocks/%s_<point_id> tables (a sweep writes "
+                        "them when its config has a [blocks] section)", path, name);
+    return ATTN_OK;
+}
+
+static int view_from_blocks(view *v, const blocks *b)
+{
+    v->rows = b->rows;
+    v->ncols = b->ncols + 2;
+    v->cols = calloc(v->ncols, sizeof *v->cols);
+    if (v->cols == NULL)
+        return ATTN_ERR(ATTN_ENOMEM, "%zu columns", v->ncols);
+    v->cols[0] = (view_col){ .name = "data_label", .type = ATTN_COL_STR, .str = b->label };
+    v->cols[1] = (view_col){ .name = "data_source", .type = ATTN_COL_STR, .str = b->source };
+    for (size_t c = 0; c < b->ncols; c++)
+        v->cols[c + 2] = (view_col){ .name = b->name[c], .type = ATTN_COL_F64, .num = b->num[c] };
+    return ATTN_OK;
+}
+
+/* ---------------------------------------------------------------------------------------------
  * Main.
  */
 
@@ -410,12 +536,14 @@ int main(int argc, char **argv)
         { "columns", required_argument, NULL, 'c' },
         { "where", required_argument, NULL, 'w' },
         { "spectra", no_argument, NULL, 's' },
+        { "blocks", required_argument, NULL, 'b' },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
     const char *outpath = NULL;
     const char *columns = NULL;
     int want_spectra = 0;
+    const char *blocks_name = NULL;
     size_t nwhere = 0;
     where *w = calloc((size_t) argc, sizeof *w);
     if (w == NULL) {
@@ -444,6 +572,9 @@ int main(int argc, char **argv)
         case 's':
             want_spectra = 1;
             break;
+        case 'b':
+            blocks_name = optarg;
+            break;
         case 'h':
             usage(stdout);
             free(w);
@@ -464,9 +595,16 @@ int main(int argc, char **argv)
         return 2;
     }
     const char *path = argv[optind];
+    if (want_spectra && blocks_name != NULL) {
+        fprintf(stderr, "%s: --spectra and --blocks exclude each other\n", program);
+        usage(stderr);
+        free(w);
+        return 2;
+    }
 
     attn_table *table = NULL;
     spectra sp = { 0 };
+    blocks bl = { 0 };
     view v = { 0 };
     size_t *sel = NULL;
     size_t nsel = 0;
@@ -477,6 +615,10 @@ int main(int argc, char **argv)
         status = spectra_read(&sp, table, path);
         if (status == ATTN_OK)
             status = view_from_spectra(&v, &sp);
+    } else if (status == ATTN_OK && blocks_name != NULL) {
+        status = blocks_read(&bl, table, path, blocks_name);
+        if (status == ATTN_OK)
+            status = view_from_blocks(&v, &bl);
     } else if (status == ATTN_OK) {
         status = view_from_table(&v, table);
     }
@@ -495,6 +637,7 @@ int main(int argc, char **argv)
     free(sel);
     free(v.cols);
     spectra_free(&sp);
+    blocks_free(&bl);
     attn_table_destroy(table);
     free(w);
     if (status != ATTN_OK) {

@@ -26,6 +26,8 @@
 #include "sweep.h"
 
 #define TEXT_MAX 65536
+/* The [blocks] section is stored under a name no method id can take. */
+#define BLOCKS_SECTION ":blocks"
 
 /* ---------------------------------------------------------------------------------------------
  * Raw key/value store of the INI file, in file order, with overrides applied.
@@ -129,6 +131,8 @@ static int on_ini(void *user, const char *section, const char *key, const char *
         return 0;
     if (strcmp(section, "sweep") == 0) {
         snprintf(name, sizeof name, "sweep");
+    } else if (strcmp(section, "blocks") == 0) {
+        snprintf(name, sizeof name, BLOCKS_SECTION);
     } else if (strncmp(section, "method ", 7) == 0) {
         const char *id = section + 7;
         while (*id == ' ')
@@ -142,7 +146,7 @@ static int on_ini(void *user, const char *section, const char *key, const char *
         }
     } else {
         snprintf(raw->error, sizeof raw->error,
-                 "unknown section [%s] (expected [sweep] or [method ID])", section);
+                 "unknown section [%s] (expected [sweep], [blocks] or [method ID])", section);
         return 0;
     }
     /* inih reports each continuation line of a multi-line value as the same key again: append
@@ -317,6 +321,8 @@ void sweep_config_free(sweep_config *cfg)
     free(cfg->heads);
     free(cfg->ns);
     free(cfg->seeds);
+    free(cfg->block_sizes);
+    free(cfg->bands);
     free(cfg->text);
     free(cfg);
 }
@@ -450,6 +456,48 @@ static uint64_t fnv1a(const char *s)
     return h;
 }
 
+/* The optional [blocks] section: known keys only; sizes >= 1; tol in (0, 1). */
+static int build_blocks(sweep_config *cfg, raw_config *raw)
+{
+    static const char *const keys[] = { "sizes", "bands", "tol", NULL };
+    for (size_t t = 0; t < raw->count; t++) {
+        if (strcmp(raw->items[t].section, BLOCKS_SECTION) != 0)
+            continue;
+        cfg->blocks = 1;
+        int known = raw->items[t].key[0] == '\0';
+        for (size_t k = 0; keys[k] != NULL; k++)
+            known |= strcmp(keys[k], raw->items[t].key) == 0;
+        if (!known)
+            return ATTN_ERR(ATTN_ECONFIG, "[blocks]: unknown key '%s' (keys: sizes, bands, tol)",
+                            raw->items[t].key);
+    }
+    if (!cfg->blocks)
+        return ATTN_OK;
+    const char *sizes = raw_get(raw, BLOCKS_SECTION, "sizes");
+    const char *bands = raw_get(raw, BLOCKS_SECTION, "bands");
+    const char *tol = raw_get(raw, BLOCKS_SECTION, "tol");
+    if (sizes == NULL && bands == NULL)
+        return ATTN_ERR(ATTN_ECONFIG, "[blocks]: give sizes (off-diagonal block sizes) and/or "
+                        "bands (band half-widths of the far field)");
+    if (sizes != NULL)
+        ATTN_TRY(parse_sizes("[blocks] sizes", sizes, &cfg->block_sizes, &cfg->nblock_sizes),
+                 "%s", cfg->path);
+    for (size_t t = 0; t < cfg->nblock_sizes; t++)
+        if (cfg->block_sizes[t] == 0)
+            return ATTN_ERR(ATTN_ECONFIG, "[blocks] sizes: 0 is not a block size");
+    if (bands != NULL)
+        ATTN_TRY(parse_sizes("[blocks] bands", bands, &cfg->bands, &cfg->nbands), "%s",
+                 cfg->path);
+    cfg->block_tol = cfg->eps_rank_tol;
+    if (tol != NULL) {
+        ATTN_TRY(parse_number("[blocks] tol", tol, &cfg->block_tol), "%s", cfg->path);
+        if (!(cfg->block_tol > 0 && cfg->block_tol < 1))
+            return ATTN_ERR(ATTN_ECONFIG, "[blocks] tol: %g, expected 0 < tol < 1",
+                            cfg->block_tol);
+    }
+    return ATTN_OK;
+}
+
 static int build(sweep_config *cfg, raw_config *raw)
 {
     /* [sweep] keys: known ones only, required ones present. */
@@ -543,10 +591,12 @@ static int build(sweep_config *cfg, raw_config *raw)
         return ATTN_ERR(ATTN_ECONFIG, "[sweep] eps_rank_tol: %g, expected 0 < tol < 1", tol);
     cfg->eps_rank_tol = tol;
 
+    ATTN_TRY(build_blocks(cfg, raw), "%s", cfg->path);
+
     /* Methods, in the order their sections first appear. */
     for (size_t t = 0; t < raw->count; t++) {
         const char *id = raw->items[t].section;
-        if (strcmp(id, "sweep") == 0)
+        if (strcmp(id, "sweep") == 0 || strcmp(id, BLOCKS_SECTION) == 0)
             continue;
         int first = 1;
         for (size_t u = 0; u < t; u++)
@@ -565,6 +615,16 @@ static int build(sweep_config *cfg, raw_config *raw)
     text_add(cfg->text, &pos, "[sweep]\n");
     for (size_t k = 0; sweep_keys[k] != NULL; k++)
         text_add(cfg->text, &pos, "%s = %s\n", sweep_keys[k], raw_get(raw, "sweep", sweep_keys[k]));
+    if (cfg->blocks) {
+        /* Only when present, so that the hash of a config without it is unchanged. */
+        text_add(cfg->text, &pos, "[blocks]\nsizes =");
+        for (size_t t = 0; t < cfg->nblock_sizes; t++)
+            text_add(cfg->text, &pos, " %zu", cfg->block_sizes[t]);
+        text_add(cfg->text, &pos, "\nbands =");
+        for (size_t t = 0; t < cfg->nbands; t++)
+            text_add(cfg->text, &pos, " %zu", cfg->bands[t]);
+        text_add(cfg->text, &pos, "\ntol = %.17g\n", cfg->block_tol);
+    }
     text_add(cfg->text, &pos, "# methods (canonical specs)\n");
     for (size_t t = 0; t < cfg->nspecs; t++)
         text_add(cfg->text, &pos, "spec = %s\n", cfg->specs[t]);
@@ -655,9 +715,11 @@ int sweep_config_load(sweep_config **out, const char *path, const char *const *o
             *dotk = '\0';
             section = key;
             key = dotk + 1;
-            if (strcmp(section, "sweep") != 0 && section_method(section) == NULL) {
-                status = ATTN_ERR(ATTN_ECONFIG, "--set %s.%s: unknown section '%s' (sweep or a "
-                                                "method id)", section, key, section);
+            if (strcmp(section, "blocks") == 0) {
+                section = BLOCKS_SECTION;
+            } else if (strcmp(section, "sweep") != 0 && section_method(section) == NULL) {
+                status = ATTN_ERR(ATTN_ECONFIG, "--set %s.%s: unknown section '%s' (sweep, "
+                                                "blocks or a method id)", section, key, section);
                 goto fail;
             }
         }
@@ -915,6 +977,126 @@ static int exact_for(run_state *st, const point *p, const attn_problem *pb, cons
     return ATTN_OK;
 }
 
+/* The near/far structure study of the exact matrix of one input ([blocks]), stored as
+ *   /blocks/offdiag_<id>: point_id, layer, head, n, causal, seed, block, distance (in blocks),
+ *       count (blocks at that distance; causal: below the diagonal only), rank_rel_mean,
+ *       rank_rel_max (#{sigma > tol sigma_1(block)}), rank_abs_mean, rank_abs_max
+ *       (#{sigma > tol ||A||_2}), norm_rel_mean (||block||_2 / ||A||_2), tol;
+ *   /blocks/farfield_<id>: point_id, layer, head, n, causal, seed, band (k; -1: nothing removed),
+ *       rank_rel, rank_abs, energy90, energy99, stable_rank, norm_rel, mass, tol
+ * (see attn_offdiag_ranks / attn_farfield_rank_compute in attn.h). */
+static int block_study(run_state *st, const point *p, int64_t id)
+{
+    const sweep_config *cfg = st->cfg;
+    const double *A = st->ex.A;
+    size_t n = p->n;
+    double tol = cfg->block_tol, normA = st->ex.norm_A;
+    const double key[6] = { (double) id, (double) p->layer, (double) p->head, (double) n,
+                            (double) p->causal, (double) cfg->seeds[p->seed_index] };
+    char name[64];
+    int status = ATTN_OK;
+
+    size_t rows = 0;
+    for (size_t t = 0; t < cfg->nblock_sizes; t++)
+        rows += (n + cfg->block_sizes[t] - 1) / cfg->block_sizes[t];
+    enum { OFF_COLS = 15, FAR_COLS = 15 };
+    size_t cap = rows > cfg->nbands + 1 ? rows : cfg->nbands + 1;
+    double *table = calloc(cap * OFF_COLS + 1, sizeof *table);
+    attn_offdiag_rank *od = calloc(n + 1, sizeof *od);
+    if (table == NULL || od == NULL) {
+        free(table);
+        free(od);
+        return ATTN_ERR(ATTN_ENOMEM, "block study of n = %zu", n);
+    }
+    if (cfg->nblock_sizes > 0) {
+        rows = 0;
+        for (size_t t = 0; t < cfg->nblock_sizes && status == ATTN_OK; t++) {
+            size_t count = 0;
+            status = attn_offdiag_ranks(A, n, cfg->block_sizes[t], p->causal, tol, normA, od,
+                                        &count);
+            for (size_t u = 0; status == ATTN_OK && u < count; u++) {
+                double *r = table + (rows++) * OFF_COLS;
+                memcpy(r, key, sizeof key);
+                r[6] = (double) cfg->block_sizes[t];
+                r[7] = (double) od[u].distance;
+                r[8] = (double) od[u].count;
+                r[9] = od[u].rank_rel_mean;
+                r[10] = od[u].rank_rel_max;
+                r[11] = od[u].rank_abs_mean;
+                r[12] = od[u].rank_abs_max;
+                r[13] = od[u].norm_rel_mean;
+                r[14] = tol;
+            }
+        }
+        snprintf(name, sizeof name, "offdiag_%lld", (long long) id);
+        if (status == ATTN_OK)
+            status = attn_results_write_table(
+                st->results, name, table, rows, OFF_COLS,
+                "point_id,layer,head,n,causal,seed,block,distance,count,rank_rel_mean,"
+                "rank_rel_max,rank_abs_mean,rank_abs_max,norm_rel_mean,tol");
+    }
+    if (cfg->nbands > 0 && status == ATTN_OK) {
+        rows = 0;
+        for (size_t t = 0; t <= cfg->nbands && status == ATTN_OK; t++) {
+            size_t k = t == 0 ? SIZE_MAX : cfg->bands[t - 1];
+            attn_farfield_rank fr;
+            status = attn_farfield_rank_compute(A, n, k, tol, normA, &fr);
+            if (status != ATTN_OK)
+                break;
+            double *r = table + (rows++) * FAR_COLS;
+            memcpy(r, key, sizeof key);
+            r[6] = t == 0 ? -1.0 : (double) k;
+            r[7] = fr.rank_rel;
+            r[8] = fr.rank_abs;
+            r[9] = fr.energy90;
+            r[10] = fr.energy99;
+            r[11] = fr.stable_rank;
+            r[12] = fr.norm_rel;
+            r[13] = fr.mass;
+            r[14] = tol;
+        }
+        snprintf(name, sizeof name, "farfield_%lld", (long long) id);
+        if (status == ATTN_OK)
+            status = attn_results_write_table(
+                st->results, name, table, rows, FAR_COLS,
+                "point_id,layer,head,n,causal,seed,band,rank_rel,rank_abs,energy90,energy99,"
+                "stable_rank,norm_rel,mass,tol");
+    }
+    free(table);
+    free(od);
+    return status == ATTN_OK ? ATTN_OK : attn_error_context(status, "[blocks] study");
+}
+
+/* The method's error against the softmax it truncates (a method that is its own attention
+ * function, such as FAST): exact attention of its transformed Q, K at its scale, compared with the
+ * output of the last apply (st->O). */
+static int target_error(run_state *st, attn_plan *plan, const attn_problem *pb, const double *Q,
+                        const double *K, const double *V, double *err)
+{
+    size_t n = pb->n, m = pb->m, d = pb->d, dv = pb->dv;
+    double *Qt = calloc(n * d, sizeof *Qt), *Kt = calloc(m * d, sizeof *Kt);
+    double *Ot = calloc(n * dv, sizeof *Ot);
+    attn_problem tp = *pb;
+    attn_plan *exact = NULL;
+    attn_output_errors oe;
+    int status = Qt == NULL || Kt == NULL || Ot == NULL
+                     ? ATTN_ERR(ATTN_ENOMEM, "target inputs %zu x %zu", n, d)
+                     : attn_plan_target(plan, Q, K, Qt, Kt, &tp.scale);
+    if (status == ATTN_OK)
+        status = attn_plan_create(&exact, "exact", &tp);
+    if (status == ATTN_OK)
+        status = attn_plan_apply(exact, Qt, Kt, V, Ot);
+    if (status == ATTN_OK)
+        status = attn_output_errors_compute(st->O, Ot, n, dv, &oe);
+    if (status == ATTN_OK)
+        *err = oe.rel_fro;
+    attn_plan_destroy(exact);
+    free(Qt);
+    free(Kt);
+    free(Ot);
+    return status == ATTN_OK ? ATTN_OK : attn_error_context(status, "error against the target");
+}
+
 /* Compute one point into row (status and message filled on failure by the caller). */
 static int compute_point(run_state *st, const point *p, attn_row *row, int64_t id)
 {
@@ -928,6 +1110,9 @@ static int compute_point(run_state *st, const point *p, attn_row *row, int64_t i
     ATTN_TRY(exact_for(st, p, &pb, Q, K, V), "n = %zu", n);
     row->time_exact_s = st->ex.time_s;
     row->norm_attn_spec = st->ex.norm_A;
+    /* The structure study belongs to the input: its first point computes it. */
+    if (cfg->blocks && p->spec == 0 && st->ex.A != NULL && n <= cfg->rank_n_max)
+        ATTN_TRY(block_study(st, p, id), "n = %zu", n);
 
     /* The method's spec, with the point's seed when the method draws random numbers. */
     char spec[1100];
@@ -968,6 +1153,8 @@ static int compute_point(run_state *st, const point *p, attn_row *row, int64_t i
         status = attn_spectral_norm(st->ex.O, n, dv, &norm_O, NULL);
         row->err_out_kde_norm = oe.rel_spec * norm_O / (st->ex.norm_A * st->ex.norm_V);
     }
+    if (status == ATTN_OK && attn_plan_has_target(plan))
+        status = target_error(st, plan, &pb, Q, K, V, &row->err_target_rel_fro);
     if (status == ATTN_OK && st->ex.A != NULL) {
         attn_matrix_errors me;
         status = attn_plan_materialize(plan, Q, K, V, st->Ah);

@@ -18,6 +18,18 @@
  *     [method band]
  *     w = 8, 32, 128                ; lists and ranges; the cartesian product of all parameters
  *
+ * An optional [blocks] section asks for the near/far structure of each exact matrix (inputs with
+ * n <= matrix_n_max and n <= rank_n_max), computed once per input and stored in the results file:
+ *
+ *     [blocks]
+ *     sizes = 16, 32, 64, 128       ; off-diagonal b x b blocks: ranks by distance from the diagonal
+ *     bands = 0, 4, 16, 32          ; far field A minus its band |i - j| <= k: rank, energy, mass
+ *     tol   = 1e-3                  ; relative tolerance of those ranks (default eps_rank_tol)
+ *
+ * The tables are /blocks/offdiag_<id> and /blocks/farfield_<id>, id = the point_id of the input's
+ * first point (whose /points row gives its data_label); `attn-h5cat FILE --blocks offdiag` lists
+ * them joined with /points.  Their columns are documented in sweep.c (block_study).
+ *
  * A key continued on indented lines, or given twice, lists all its values.  One method may have
  * several sections, [method ID/NAME], each expanded on its own (e.g. combinations of parameters
  * that are not a cartesian product); --set ID/NAME.key=value overrides in one of them.
@@ -52,6 +64,12 @@ typedef struct sweep_config {
     char **labels;         /* the same specs as the config writes them (only the parameters it
                               gives): short names that group one method across n */
     size_t nspecs;
+    int blocks;            /* 1: a [blocks] section asks for the structure study */
+    size_t *block_sizes;   /* [blocks] sizes */
+    size_t nblock_sizes;
+    size_t *bands;         /* [blocks] bands */
+    size_t nbands;
+    double block_tol;      /* [blocks] tol */
     char *text;            /* the resolved config (stored in the results file) */
     char hash[17];         /* FNV-1a 64 of text, hex */
 } sweep_config;

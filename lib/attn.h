@@ -175,6 +175,14 @@ int attn_plan_apply(attn_plan *plan, const double *Q, const double *K, const dou
 int attn_plan_materialize(attn_plan *plan, const double *Q, const double *K, const double *V,
                           double *A);
 
+/* The softmax a method that is its own attention function truncates (FAST: exact softmax of its
+ * normalised q, k at its temperature).  Qt is n x d, Kt is m x d; exact attention of (Qt, Kt, V)
+ * at *scale under the problem's mask is that target.  ATTN_EUNSUP when the method approximates the
+ * problem's own softmax (attn_plan_has_target() == 0). */
+int attn_plan_has_target(const attn_plan *plan);
+int attn_plan_target(attn_plan *plan, const double *Q, const double *K, double *Qt, double *Kt,
+                     double *scale);
+
 /* The canonical spec: every parameter in table order with its resolved value.  Owned by the plan.
  * attn_plan_create on this string gives a plan with the same bits. */
 const char *attn_plan_spec(const attn_plan *plan);
@@ -258,6 +266,45 @@ typedef struct attn_rank_stats {
 /* Rank statistics from singular values sv[0..k) (descending) with relative threshold eps.  All
  * zero: eps_rank 0, stable and effective rank NaN. */
 void attn_rank_stats_compute(const double *sv, size_t k, double eps, attn_rank_stats *stats);
+
+/* ---------------------------------------------------------------------------------------------
+ * Near/far structure of an attention matrix (lib/core/structure.c): how low-rank the part of A
+ * away from the diagonal is — the premise of the banded + low-rank (FMMformer) and multilevel (FMM)
+ * methods.  Ranks are counted at a relative tolerance tol in two ways: against the piece's own
+ * largest singular value (rank_rel: its shape) and against ||A||_2 (rank_abs: what approximating
+ * A to tol ||A||_2 needs).
+ */
+typedef struct attn_offdiag_rank {
+    size_t distance;        /* |I - J| in blocks (>= 1) */
+    size_t count;           /* blocks at this distance (causal: below the diagonal only) */
+    double rank_rel_mean, rank_rel_max;   /* #{sigma > tol sigma_1(block)} */
+    double rank_abs_mean, rank_abs_max;   /* #{sigma > tol ||A||_2} */
+    double norm_rel_mean;   /* mean ||block||_2 / ||A||_2 */
+} attn_offdiag_rank;
+
+/* Ranks of the b x b blocks (I, J), I != J, of the n x n matrix A (rows and columns cut into
+ * ceil(n / b) blocks, the last one ragged), grouped by distance |I - J| = 1 .. nb - 1: out[t] is
+ * distance t + 1 and *count = nb - 1 entries are written (out must hold ceil(n / b) entries).
+ * causal: only blocks below the diagonal (J < I).  norm_A = ||A||_2 (attn_spectral_norm).  Blocks
+ * that are all zero have rank 0.  O(n^2 b) time, O(b^2) scratch (allocated). */
+int attn_offdiag_ranks(const double *A, size_t n, size_t block, int causal, double tol,
+                       double norm_A, attn_offdiag_rank *out, size_t *count);
+
+typedef struct attn_farfield_rank {
+    double rank_rel;        /* #{sigma > tol sigma_1(F)} of F = A minus its band */
+    double rank_abs;        /* #{sigma > tol ||A||_2} */
+    double energy90;        /* smallest r with sum_{k<=r} sigma_k^2 >= 0.90 ||F||_F^2 */
+    double energy99;        /* the same at 0.99 */
+    double stable_rank;     /* ||F||_F^2 / ||F||_2^2 */
+    double norm_rel;        /* ||F||_2 / ||A||_2 */
+    double mass;            /* mean row sum of F: the attention mass outside the band */
+} attn_farfield_rank;
+
+/* Rank of the far field F = A - B_k(A) of the n x n matrix A, where B_k keeps the entries with
+ * |i - j| <= k unrenormalised (FMMformer's decomposition); k = SIZE_MAX removes nothing (F = A).
+ * Full SVD: O(n^3) time, n^2 + n doubles of scratch (allocated). */
+int attn_farfield_rank_compute(const double *A, size_t n, size_t k, double tol, double norm_A,
+                               attn_farfield_rank *out);
 
 /* ---------------------------------------------------------------------------------------------
  * Build and runtime information (provenance).

@@ -38,6 +38,14 @@ struct attn_method {
     /* Set values (preset to the defaults) to parameters at which the method equals exact attention
      * on problem.  NULL: no exact limit. */
     int (*exact_limit)(const attn_problem *problem, double *values);
+    /* For a method that is a different attention function rather than an approximation of the
+     * problem's softmax (FAST's polynomial of normalised scores): write Qt (n x d), Kt (m x d) and
+     * *scale such that exact softmax attention of (Qt, Kt, V) at *scale, under the problem's mask,
+     * is the softmax the method truncates (same normalised inputs, same temperature).  The sweep
+     * reports the method's error against it beside its error against the problem's softmax.
+     * NULL: the method approximates the problem's own softmax. */
+    int (*target)(attn_plan *plan, const double *Q, const double *K, double *Qt, double *Kt,
+                  double *scale);
 };
 
 /* The plan every method receives.  Methods read problem and values and own state. */

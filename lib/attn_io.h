@@ -142,6 +142,12 @@ void attn_table_destroy(attn_table *table);
 /* Read /spectra/<point_id> of a results file into a new array (caller frees). */
 int attn_results_read_spectrum(const char *path, int64_t point_id, double **sv, size_t *k);
 
+/* Read /blocks/<name> of a results file: a new rows x cols array (row-major) and its
+ * comma-separated column names (caller frees both).  A missing table is ATTN_EFORMAT with a message
+ * containing "is missing". */
+int attn_results_read_table(const char *path, const char *name, double **x, size_t *rows,
+                            size_t *cols, char **column_names);
+
 /* Merge shard files (all with the same config_hash) into out, which must not exist yet; rows
  * sorted by point_id (the first shard's row kept for duplicates), spectra and /blocks copied.
  * ATTN_ECONFIG when the shards' configs differ; out is removed on failure. */

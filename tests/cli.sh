@@ -18,7 +18,7 @@ expect_error() {
     if "$@" >"$dir/out" 2>"$dir/err"; then fail "$name (exit 0)"; return; fi
     if grep -qF -- "$text" "$dir/err"; then ok "$name"; else fail "$name (message lacks '$text')"; fi
 }
-echo "1..17"
+echo "1..20"
 
 cat >"$dir/small.ini" <<EOT
 [sweep]
@@ -75,3 +75,30 @@ echo "not an hdf5 file" >"$dir/text.h5"
 expect_error "results file that is not HDF5 named" "is not an HDF5 file" "$sweep" -q "$dir/small.ini" -o "$dir/text.h5"
 expect_error "h5cat unknown column named" "unknown column 'nosuch'" "$h5cat" "$dir/small.h5" --columns nosuch
 expect_error "bad --task refused" "--task '3/2'" "$sweep" "$dir/small.ini" --task 3/2
+
+# [blocks]: structure tables joined with /points by attn-h5cat --blocks.
+cat >"$dir/blocks.ini" <<EOT
+[sweep]
+data = $src/data/ppocrv4-svtr-attn.h5
+layers = 0
+heads = 0, 1
+n = 64
+repeats = 1
+rank_n_max = 64
+[blocks]
+sizes = 8, 16
+bands = 0, 4
+[method band]
+w = 4
+EOT
+"$sweep" -q "$dir/blocks.ini" -o "$dir/blocks.h5" 2>"$dir/err"
+"$h5cat" "$dir/blocks.h5" --blocks offdiag --where block=16 -o "$dir/offdiag.tsv" 2>>"$dir/err"
+# 2 heads x distances 1..3 at block 16, each row labelled with its input.
+rows=$(grep -v '^#' "$dir/offdiag.tsv" | grep -c '^ppocrv4-svtr-attn	')
+if [ "$rows" = 6 ] && grep -v '^#' "$dir/offdiag.tsv" | head -1 | grep -q '^data_label	data_source	point_id'; then
+    ok "h5cat --blocks joins the structure tables with /points"
+else
+    fail "h5cat --blocks joins the structure tables with /points ($rows rows)"
+fi
+expect_error "h5cat --blocks of a missing table named" "no /blocks/nosuch_<point_id> tables" "$h5cat" "$dir/blocks.h5" --blocks nosuch
+expect_error "h5cat --spectra with --blocks refused" "exclude each other" "$h5cat" "$dir/blocks.h5" --blocks offdiag --spectra

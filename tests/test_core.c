@@ -290,3 +290,15 @@ Test(version, provenance_is_filled)
     cr_assert(strstr(buf, "thread") != NULL, "%s", buf);
     cr_assert(attn_blas_threads() >= 1);
 }
+
+/* A method that approximates the problem's own softmax has no separate target. */
+Test(core, target_of_a_softmax_approximation_is_unsupported)
+{
+    attn_problem pb = { .n = 4, .m = 4, .d = 2, .dv = 1 };
+    attn_plan *plan = tu_plan("band:w=1", &pb);
+    double Q[8] = { 0 }, K[8] = { 0 }, Qt[8], Kt[8], scale = 0;
+    cr_assert_eq(attn_plan_has_target(plan), 0);
+    cr_assert_eq(attn_plan_target(plan, Q, K, Qt, Kt, &scale), ATTN_EUNSUP);
+    cr_assert(tu_error_has("band approximates the problem's own softmax"));
+    attn_plan_destroy(plan);
+}

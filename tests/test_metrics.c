@@ -467,3 +467,116 @@ Test(metrics, singular_values_errors)
     cr_assert(eq(int, attn_singular_values(X, 0, 3, sv), ATTN_ESHAPE));
     cr_assert(ne(ptr, strstr(attn_last_error(), "0 x 3"), NULL), "message: %s", attn_last_error());
 }
+
+/* ---------------------------------------------------------------------------------------------
+ * Near/far structure (lib/core/structure.c).
+ */
+
+/* A = kron(C, ones(b, b) / b) with C (nb x nb) positive: every b x b block is C_IJ / b times the
+ * all-ones block, so every off-diagonal block has rank exactly one and norm C_IJ. */
+Test(structure, block_constant_matrix_has_rank_one_blocks)
+{
+    enum { NB = 5, B = 4, N = NB * B };
+    double C[NB * NB], *A = calloc(N * N, sizeof *A);
+    uint64_t state = 7;
+    for (size_t t = 0; t < NB * NB; t++)
+        C[t] = 1.5 + uniform(&state);
+    for (size_t i = 0; i < N; i++)
+        for (size_t j = 0; j < N; j++)
+            A[i * N + j] = C[(i / B) * NB + j / B] / B;
+    double norm_A;
+    cr_assert_eq(attn_spectral_norm(A, N, N, &norm_A, NULL), ATTN_OK);
+    attn_offdiag_rank out[NB];
+    for (int causal = 0; causal <= 1; causal++) {
+        size_t count = 0;
+        cr_assert_eq(attn_offdiag_ranks(A, N, B, causal, 1e-9, norm_A, out, &count), ATTN_OK);
+        cr_assert_eq(count, (size_t) NB - 1);
+        for (size_t t = 0; t < count; t++) {
+            size_t dist = t + 1;
+            cr_assert_eq(out[t].distance, dist);
+            cr_assert_eq(out[t].count, (causal ? 1 : 2) * (NB - dist), "distance %zu", dist);
+            cr_assert_eq(out[t].rank_rel_mean, 1.0);
+            cr_assert_eq(out[t].rank_rel_max, 1.0);
+            cr_assert_eq(out[t].rank_abs_max, 1.0);
+            /* ||block||_2 = C_IJ / b * b: the mean over the blocks at this distance. */
+            double mean = 0.0;
+            for (size_t bi = 0; bi < NB; bi++)
+                for (size_t bj = 0; bj < NB; bj++)
+                    if ((bi > bj ? bi - bj : bj - bi) == dist && !(causal && bj > bi))
+                        mean += C[bi * NB + bj];
+            mean /= (double) out[t].count;
+            cr_assert(fabs(out[t].norm_rel_mean * norm_A - mean) <= SVD_TOL(B) * mean,
+                      "distance %zu: mean block norm %.17g, expected %.17g", dist,
+                      out[t].norm_rel_mean * norm_A, mean);
+        }
+    }
+    free(A);
+}
+
+/* Ragged blocks: n = 10, b = 4 gives blocks of 4, 4, 2; the identity's off-diagonal blocks are
+ * zero (rank 0), and a tolerance relative to ||A||_2 counts only values above it. */
+Test(structure, ragged_blocks_and_zero_blocks)
+{
+    enum { N = 10 };
+    double A[N * N] = { 0 };
+    for (size_t i = 0; i < N; i++)
+        A[i * N + i] = 1.0;
+    attn_offdiag_rank out[3];
+    size_t count = 0;
+    cr_assert_eq(attn_offdiag_ranks(A, N, 4, 0, 1e-6, 1.0, out, &count), ATTN_OK);
+    cr_assert_eq(count, 2u);
+    cr_assert_eq(out[0].count, 4u);   /* (0,1) (1,0) (1,2) (2,1) */
+    cr_assert_eq(out[1].count, 2u);   /* (0,2) (2,0): 4 x 2 and 2 x 4 */
+    cr_assert_eq(out[0].rank_rel_max, 0.0);
+    cr_assert_eq(out[1].rank_abs_max, 0.0);
+    /* One entry 1e-3 in block (2, 0): rank 1 relative to itself, 0 at tol 1e-2 of ||A||_2. */
+    A[9 * N + 1] = 1e-3;
+    cr_assert_eq(attn_offdiag_ranks(A, N, 4, 1, 1e-2, 1.0, out, &count), ATTN_OK);
+    cr_assert_eq(out[1].count, 1u);
+    cr_assert_eq(out[1].rank_rel_max, 1.0);
+    cr_assert_eq(out[1].rank_abs_max, 0.0);
+    cr_assert_eq(attn_offdiag_ranks(A, N, 4, 0, 0.0, 1.0, out, &count), ATTN_EINVAL);
+    cr_assert_eq(attn_offdiag_ranks(A, N, 0, 0, 1e-3, 1.0, out, &count), ATTN_EINVAL);
+}
+
+/* Far field of a tridiagonal matrix: nothing beyond band 1; at band 0 the two off-diagonals;
+ * with nothing removed the whole matrix (the identity: every singular value 1). */
+Test(structure, far_field_of_band_matrices)
+{
+    enum { N = 12 };
+    double A[N * N] = { 0 };
+    for (size_t i = 0; i < N; i++) {
+        A[i * N + i] = 0.5;
+        if (i > 0)
+            A[i * N + i - 1] = 0.25;
+        if (i + 1 < N)
+            A[i * N + i + 1] = 0.25;
+    }
+    double norm_A;
+    cr_assert_eq(attn_spectral_norm(A, N, N, &norm_A, NULL), ATTN_OK);
+    attn_farfield_rank fr;
+    cr_assert_eq(attn_farfield_rank_compute(A, N, 1, 1e-9, norm_A, &fr), ATTN_OK);
+    cr_assert_eq(fr.rank_rel, 0.0);
+    cr_assert_eq(fr.rank_abs, 0.0);
+    cr_assert_eq(fr.norm_rel, 0.0);
+    cr_assert_eq(fr.mass, 0.0);
+    cr_assert_eq(attn_farfield_rank_compute(A, N, 0, 1e-9, norm_A, &fr), ATTN_OK);
+    /* Mass: rows sum to 0.5 off the diagonal except the two end rows (0.25). */
+    cr_assert(fabs(fr.mass - (0.5 * (N - 2) + 0.5) / N) < 1e-15, "mass %.17g", fr.mass);
+    /* The off-diagonal part 0.25 (S + S^T) of the path graph: eigenvalues 0.5 cos(pi k/(N+1)),
+     * none zero for even N: full rank. */
+    cr_assert_eq(fr.rank_rel, (double) N);
+    double sigma1 = 0.5 * cos(M_PI / (N + 1));
+    cr_assert(fabs(fr.norm_rel * norm_A - sigma1) < 1e-14, "||F||_2 %.17g, expected %.17g",
+              fr.norm_rel * norm_A, sigma1);
+    double Id[N * N] = { 0 };
+    for (size_t i = 0; i < N; i++)
+        Id[i * N + i] = 1.0;
+    cr_assert_eq(attn_farfield_rank_compute(Id, N, SIZE_MAX, 1e-9, 1.0, &fr), ATTN_OK);
+    cr_assert_eq(fr.rank_rel, (double) N);
+    cr_assert_eq(fr.energy90, ceil(0.9 * N));
+    cr_assert_eq(fr.energy99, (double) N);
+    cr_assert(fabs(fr.stable_rank - N) < 1e-12);
+    cr_assert(fabs(fr.mass - 1.0) < 1e-15);
+    cr_assert_eq(attn_farfield_rank_compute(Id, N, 0, -1.0, 1.0, &fr), ATTN_EINVAL);
+}

@@ -269,3 +269,85 @@ Test(sweep, failed_points_are_recorded_and_the_sweep_goes_on)
     free(out);
     free(path);
 }
+
+/* [blocks]: the structure tables of each input are written once (by its first point), hold the
+ * values attn_offdiag_ranks / attn_farfield_rank_compute give on the exact matrix, and only for
+ * n <= rank_n_max. */
+Test(sweep, blocks_section_writes_structure_tables)
+{
+    char *path = write_ini("blocks.ini", "[sweep]\n"
+                                         "data = local:n=48,d=6,heads=2\n"
+                                         "heads = 1\n"
+                                         "n = 24, 48\n"
+                                         "causal = 0, 1\n"
+                                         "repeats = 1\n"
+                                         "rank_n_max = 24\n"
+                                         "[blocks]\n"
+                                         "sizes = 4, 8\n"
+                                         "bands = 0, 2\n"
+                                         "tol = 1e-4\n"
+                                         "[method band]\n"
+                                         "w = 3\n"
+                                         "[method exact]\n");
+    sweep_config *cfg = NULL;
+    cr_assert_eq(sweep_config_load(&cfg, path, NULL, 0), ATTN_OK, "%s", attn_last_error());
+    cr_assert(cfg->blocks && cfg->nblock_sizes == 2 && cfg->nbands == 2 && cfg->block_tol == 1e-4);
+    char *out = tu_build_path("tests/sweep-work/blocks.h5");
+    remove(out);
+    sweep_options opts = { .output = out, .task = 0, .ntasks = 1, .quiet = 1,
+                           .command_line = "test" };
+    sweep_summary sum;
+    cr_assert_eq(sweep_run(cfg, &opts, &sum), ATTN_OK, "%s", attn_last_error());
+    cr_assert_eq(sum.failed, 0);
+    /* Points: n 24 (causal 0: ids 0, 1; causal 1: 2, 3), n 48 (4..7).  Tables for ids 0 and 2. */
+    double *x = NULL;
+    char *names = NULL;
+    size_t rows = 0, cols = 0;
+    for (int causal = 0; causal <= 1; causal++) {
+        char name[64];
+        snprintf(name, sizeof name, "offdiag_%d", 2 * causal);
+        cr_assert_eq(attn_results_read_table(out, name, &x, &rows, &cols, &names), ATTN_OK, "%s",
+                     attn_last_error());
+        cr_assert_str_eq(names, "point_id,layer,head,n,causal,seed,block,distance,count,"
+                                "rank_rel_mean,rank_rel_max,rank_abs_mean,rank_abs_max,"
+                                "norm_rel_mean,tol");
+        /* Block 4: distances 1..5; block 8: 1..2. */
+        cr_assert_eq(rows, 7u);
+        cr_assert_eq(x[0], 2.0 * causal);
+        cr_assert_eq(x[2], 1.0);
+        cr_assert_eq(x[4], (double) causal);
+        cr_assert_eq(x[6], 4.0);
+        cr_assert_eq(x[8], (causal ? 1.0 : 2.0) * 5.0, "blocks at distance 1");
+        cr_assert_eq(x[5 * cols + 6], 8.0);
+        free(x);
+        free(names);
+        snprintf(name, sizeof name, "farfield_%d", 2 * causal);
+        cr_assert_eq(attn_results_read_table(out, name, &x, &rows, &cols, &names), ATTN_OK, "%s",
+                     attn_last_error());
+        cr_assert_eq(rows, 3u);
+        cr_assert_eq(x[6], -1.0);
+        cr_assert_eq(x[cols + 6], 0.0);
+        cr_assert_eq(x[2 * cols + 6], 2.0);
+        /* Nothing removed: the mass is 1 (rows of A sum to one); more removed, less mass. */
+        cr_assert(fabs(x[13] - 1.0) < 1e-12, "mass %.17g", x[13]);
+        cr_assert(x[2 * cols + 13] < x[cols + 13] && x[cols + 13] < x[13]);
+        free(x);
+        free(names);
+    }
+    /* n = 48 > rank_n_max: no table; the second point of an input writes none either. */
+    cr_assert_eq(attn_results_read_table(out, "offdiag_4", &x, &rows, &cols, &names),
+                 ATTN_EFORMAT);
+    cr_assert(tu_error_has("is missing"));
+    cr_assert_eq(attn_results_read_table(out, "offdiag_1", &x, &rows, &cols, &names),
+                 ATTN_EFORMAT);
+    sweep_config_free(cfg);
+    free(out);
+    free(path);
+
+    expect_config_error("blockskey.ini", "[sweep]\ndata = gauss:n=8\nn = 8\n[blocks]\nsize = 4\n"
+                        "[method exact]\n", "[blocks]: unknown key 'size'");
+    expect_config_error("blockszero.ini", "[sweep]\ndata = gauss:n=8\nn = 8\n[blocks]\n"
+                        "sizes = 0\n[method exact]\n", "[blocks] sizes: 0 is not a block size");
+    expect_config_error("blockstol.ini", "[sweep]\ndata = gauss:n=8\nn = 8\n[blocks]\n"
+                        "sizes = 2\ntol = 2\n[method exact]\n", "[blocks] tol: 2, expected");
+}

@@ -181,6 +181,25 @@ int attn_plan_materialize(attn_plan *plan, const double *Q, const double *K, con
     return materialize_by_identity(plan, Q, K, A);
 }
 
+int attn_plan_has_target(const attn_plan *plan)
+{
+    return plan != NULL && plan->method->target != NULL;
+}
+
+int attn_plan_target(attn_plan *plan, const double *Q, const double *K, double *Qt, double *Kt,
+                     double *scale)
+{
+    if (plan == NULL || Qt == NULL || Kt == NULL || scale == NULL)
+        return ATTN_ERR(ATTN_EINVAL, "target: plan, Qt, Kt or scale is NULL");
+    if (plan->method->target == NULL)
+        return ATTN_ERR(ATTN_EUNSUP, "%s approximates the problem's own softmax: it has no "
+                        "separate target", plan->method->id);
+    int status = check_inputs(plan, Q, K, NULL);
+    if (status != ATTN_OK)
+        return status;
+    return plan->method->target(plan, Q, K, Qt, Kt, scale);
+}
+
 const char *attn_plan_spec(const attn_plan *plan)
 {
     return plan->spec;

@@ -248,3 +248,50 @@ int attn_results_read_spectrum(const char *path, int64_t point_id, double **sv, 
     H5Fclose(file);
     return status;
 }
+
+int attn_results_read_table(const char *path, const char *name, double **x, size_t *rows,
+                            size_t *cols, char **column_names)
+{
+    char full[512];
+    hid_t file, dset = H5I_INVALID_HID;
+    hsize_t dims[2] = { 0, 0 };
+    int rank = 0, status;
+
+    attn_h5_init();
+    *x = NULL;
+    *rows = *cols = 0;
+    *column_names = NULL;
+    status = attn_h5_open(&file, path, H5F_ACC_RDONLY);
+    if (status != ATTN_OK)
+        return status;
+    snprintf(full, sizeof full, "/blocks/%s", name);
+    status = attn_h5_dataset_open(&dset, file, full);
+    if (status == ATTN_OK)
+        status = attn_h5_dims(dset, &rank, dims, 2);
+    if (status == ATTN_OK && rank != 2)
+        status = ATTN_ERR(ATTN_EFORMAT, "%s has rank %d, expected a 2-D table", full, rank);
+    if (status == ATTN_OK)
+        status = attn_h5_attr_read_string(dset, "column_names", column_names);
+    if (status == ATTN_OK) {
+        *rows = (size_t) dims[0];
+        *cols = (size_t) dims[1];
+        *x = calloc(*rows * *cols + 1, sizeof **x);
+        if (*x == NULL)
+            status = ATTN_ERR(ATTN_ENOMEM, "%s: %zu x %zu values", full, *rows, *cols);
+    }
+    if (status == ATTN_OK && *rows > 0
+        && H5Dread(dset, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, *x) < 0)
+        status = ATTN_ERR(ATTN_EIO, "%s: cannot read %zu x %zu values", full, *rows, *cols);
+    if (status != ATTN_OK) {
+        free(*x);
+        free(*column_names);
+        *x = NULL;
+        *column_names = NULL;
+        *rows = *cols = 0;
+        status = attn_error_context(status, "reading %s", path);
+    }
+    if (dset >= 0)
+        H5Dclose(dset);
+    H5Fclose(file);
+    return status;
+}
