@@ -146,9 +146,11 @@ int main(int argc, char **argv)
         status = sweep_run(cfg, &opts, &summary);
         if (status == ATTN_OK && !quiet)
             fprintf(stderr,
-                    "attn-sweep: %s: %zu points computed (%zu failed), %zu already present, "
-                    "%zu in this task of %zu in the grid\n",
-                    path, summary.done, summary.failed, summary.skipped, summary.mine,
+                    "attn-sweep: %s: %zu points computed (%zu failed, %zu of them not "
+                    "applicable to the method), %zu already present, %zu in this task of %zu in "
+                    "the grid\n",
+                    path, summary.done, summary.failed, summary.unsupported, summary.skipped,
+                    summary.mine,
                     summary.total);
     }
     sweep_config_free(cfg);

@@ -1111,7 +1111,7 @@ static int compute_point(run_state *st, const point *p, attn_row *row, int64_t i
     row->time_exact_s = st->ex.time_s;
     row->norm_attn_spec = st->ex.norm_A;
     /* The structure study belongs to the input: its first point computes it. */
-    if (cfg->blocks && p->spec == 0 && st->ex.A != NULL && n <= cfg->rank_n_max)
+    if (cfg->blocks && p->spec == 0 && st->ex.A != NULL)
         ATTN_TRY(block_study(st, p, id), "n = %zu", n);
 
     /* The method's spec, with the point's seed when the method draws random numbers. */
@@ -1208,9 +1208,9 @@ static void progress(run_state *st, int final)
     char eta_text[32] = "?";
     if (!isnan(eta))
         snprintf(eta_text, sizeof eta_text, "%.0f s", eta);
-    fprintf(stderr, "%sattn-sweep: %zu/%zu points (%zu skipped, %zu failed), %.1f s elapsed, "
-                    "ETA %s%s",
-            tty ? "\r" : "", handled, s->mine, s->skipped, s->failed, elapsed,
+    fprintf(stderr, "%sattn-sweep: %zu/%zu points (%zu skipped, %zu failed, %zu of them not "
+                    "applicable), %.1f s elapsed, ETA %s%s",
+            tty ? "\r" : "", handled, s->mine, s->skipped, s->failed, s->unsupported, elapsed,
             final ? "0 s" : eta_text, tty && !final ? "   " : "\n");
     fflush(stderr);
 }
@@ -1273,7 +1273,10 @@ static int run_visit(void *user, const point *p, int64_t id)
         failed.status = status;
         failed.message = message;
         st->summary->failed++;
-        if (!st->opts->quiet)
+        /* A combination the method refuses by design (ATTN_EUNSUP) is recorded like any failure
+         * but only counted on the terminal: a grid over both masks meets it at every point. */
+        st->summary->unsupported += status == ATTN_EUNSUP;
+        if (!st->opts->quiet && status != ATTN_EUNSUP)
             fprintf(stderr, "\nattn-sweep: point %lld (%s, %s layer %zu head %zu n %zu causal %d) "
                             "failed: %s\n",
                     (long long) id, cfg->specs[p->spec], in->label, p->layer, p->head, p->n,

@@ -19,7 +19,7 @@
  *     w = 8, 32, 128                ; lists and ranges; the cartesian product of all parameters
  *
  * An optional [blocks] section asks for the near/far structure of each exact matrix (inputs with
- * n <= matrix_n_max and n <= rank_n_max), computed once per input and stored in the results file:
+ * n <= matrix_n_max), computed once per input and stored in the results file:
  *
  *     [blocks]
  *     sizes = 16, 32, 64, 128       ; off-diagonal b x b blocks: ranks by distance from the diagonal
@@ -97,7 +97,9 @@ typedef struct sweep_summary {
     size_t mine;        /* points of this task */
     size_t skipped;     /* already in the results file */
     size_t done;        /* computed now */
-    size_t failed;      /* computed now with a non-zero status */
+    size_t failed;      /* computed now with a non-zero status (unsupported included) */
+    size_t unsupported; /* of those, refused by the method as not applicable (ATTN_EUNSUP: a
+                           bidirectional-only method or parameter on a causal point, ...) */
 } sweep_summary;
 
 /* Count the points of the grid (reads the sources to know their lengths). */

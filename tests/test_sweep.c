@@ -272,7 +272,7 @@ Test(sweep, failed_points_are_recorded_and_the_sweep_goes_on)
 
 /* [blocks]: the structure tables of each input are written once (by its first point), hold the
  * values attn_offdiag_ranks / attn_farfield_rank_compute give on the exact matrix, and only for
- * n <= rank_n_max. */
+ * n <= matrix_n_max. */
 Test(sweep, blocks_section_writes_structure_tables)
 {
     char *path = write_ini("blocks.ini", "[sweep]\n"
@@ -281,7 +281,7 @@ Test(sweep, blocks_section_writes_structure_tables)
                                          "n = 24, 48\n"
                                          "causal = 0, 1\n"
                                          "repeats = 1\n"
-                                         "rank_n_max = 24\n"
+                                         "matrix_n_max = 24\n"
                                          "[blocks]\n"
                                          "sizes = 4, 8\n"
                                          "bands = 0, 2\n"
@@ -334,7 +334,7 @@ Test(sweep, blocks_section_writes_structure_tables)
         free(x);
         free(names);
     }
-    /* n = 48 > rank_n_max: no table; the second point of an input writes none either. */
+    /* n = 48 > matrix_n_max: no table; the second point of an input writes none either. */
     cr_assert_eq(attn_results_read_table(out, "offdiag_4", &x, &rows, &cols, &names),
                  ATTN_EFORMAT);
     cr_assert(tu_error_has("is missing"));
