@@ -351,3 +351,58 @@ Test(sweep, blocks_section_writes_structure_tables)
     expect_config_error("blockstol.ini", "[sweep]\ndata = gauss:n=8\nn = 8\n[blocks]\n"
                         "sizes = 2\ntol = 2\n[method exact]\n", "[blocks] tol: 2, expected");
 }
+
+/* A combination the method refuses by design is recorded with ATTN_EUNSUP and counted as not
+ * applicable; a method that is its own attention function (fast) gets err_target_rel_fro, the
+ * others NaN. */
+Test(sweep, not_applicable_points_and_target_errors)
+{
+    char *path = write_ini("target.ini", "[sweep]\n"
+                                         "data = local:n=64,d=6,heads=1\n"
+                                         "n = 64\n"
+                                         "causal = 0, 1\n"
+                                         "repeats = 1\n"
+                                         "[method band]\n"
+                                         "w = 3\n"
+                                         "[method fast]\n"
+                                         "[method fmm_multilevel]\n"
+                                         "block = 8\n"
+                                         "downsample_queries = 1\n");
+    sweep_config *cfg = NULL;
+    cr_assert_eq(sweep_config_load(&cfg, path, NULL, 0), ATTN_OK, "%s", attn_last_error());
+    char *out = tu_build_path("tests/sweep-work/target.h5");
+    remove(out);
+    sweep_options opts = { .output = out, .task = 0, .ntasks = 1, .quiet = 1,
+                           .command_line = "test" };
+    sweep_summary sum;
+    cr_assert_eq(sweep_run(cfg, &opts, &sum), ATTN_OK, "%s", attn_last_error());
+    cr_assert_eq(sum.done, 6u);
+    cr_assert_eq(sum.failed, 1u, "only the causal point of the query-averaging variant fails");
+    cr_assert_eq(sum.unsupported, 1u);
+    attn_table *tab = NULL;
+    cr_assert_eq(attn_table_read(&tab, out), ATTN_OK, "%s", attn_last_error());
+    long method = attn_table_column(tab, "method"), status = attn_table_column(tab, "status");
+    long target = attn_table_column(tab, "err_target_rel_fro");
+    long err = attn_table_column(tab, "err_out_rel_fro"), causal = attn_table_column(tab, "causal");
+    cr_assert(method >= 0 && status >= 0 && target >= 0 && err >= 0 && causal >= 0);
+    for (size_t r = 0; r < tab->rows; r++) {
+        const char *m = tab->str[method][r];
+        if (strcmp(m, "fmm_multilevel") == 0 && tab->num[causal][r] == 1.0) {
+            cr_assert_eq(tab->num[status][r], (double) ATTN_EUNSUP);
+            continue;
+        }
+        cr_assert_eq(tab->num[status][r], 0.0, "%s", m);
+        if (strcmp(m, "fast") == 0) {
+            /* The Taylor truncation alone is far smaller than the change of attention function. */
+            double t = tab->num[target][r];
+            cr_assert(isfinite(t) && t > 0 && t < tab->num[err][r], "fast: target error %g, "
+                      "error against softmax %g", t, tab->num[err][r]);
+        } else {
+            cr_assert(isnan(tab->num[target][r]), "%s has no target", m);
+        }
+    }
+    attn_table_destroy(tab);
+    sweep_config_free(cfg);
+    free(out);
+    free(path);
+}
