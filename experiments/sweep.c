@@ -389,8 +389,27 @@ static int expand_method(sweep_config *cfg, const raw_config *raw, const char *s
             size_t count = 0;
             char what[128];
             snprintf(what, sizeof what, "[method %s] %s", id, params[p].name);
-            status = sweep_parse_list(what, raw->items[t].value, &v, &count);
-            for (size_t c = 0; c < count && c < 64; c++) {
+            /* The word auto (a parameter chosen from the problem) may stand among the numbers:
+             * it comes first in the list, the numbers after it. */
+            char *text = strdup_or_null(raw->items[t].value);
+            int has_auto = 0, has_numbers = 0;
+            for (char *w = text; w != NULL && *w != '\0';) {
+                size_t skip = strspn(w, ", \t\n"), len = strcspn(w + skip, ", \t\n");
+                w += skip;
+                if (len == 4 && strncmp(w, "auto", 4) == 0) {
+                    has_auto = 1;
+                    memset(w, ' ', 4);
+                } else if (len > 0) {
+                    has_numbers = 1;
+                }
+                w += len;
+            }
+            if (has_auto)
+                lists[ng][lens[ng]++] = strdup_or_null("auto");
+            if (has_numbers || !has_auto)
+                status = sweep_parse_list(what, text != NULL ? text : "", &v, &count);
+            free(text);
+            for (size_t c = 0; c < count && lens[ng] < 64; c++) {
                 char num[64];
                 snprintf(num, sizeof num, "%.17g", v[c]);
                 lists[ng][lens[ng]++] = strdup_or_null(num);

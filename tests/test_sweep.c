@@ -406,3 +406,21 @@ Test(sweep, not_applicable_points_and_target_errors)
     free(out);
     free(path);
 }
+
+/* The word auto stands among the numbers of a parameter chosen from the problem; a parameter
+ * without an automatic choice refuses it, naming the section. */
+Test(sweep, auto_among_the_values)
+{
+    char *path = write_ini("auto.ini", "[sweep]\ndata = gauss:n=8\nn = 8\n"
+                                       "[method fast]\ntemp = 8, auto\n");
+    sweep_config *cfg = NULL;
+    cr_assert_eq(sweep_config_load(&cfg, path, NULL, 0), ATTN_OK, "%s", attn_last_error());
+    cr_assert_eq(cfg->nspecs, 2u);
+    cr_assert_str_eq(cfg->labels[0], "fast:temp=auto");
+    cr_assert_str_eq(cfg->labels[1], "fast:temp=8");
+    cr_assert(strstr(cfg->specs[0], "temp=auto") != NULL, "%s", cfg->specs[0]);
+    sweep_config_free(cfg);
+    free(path);
+    expect_config_error("autoband.ini", "[sweep]\ndata = gauss:n=8\nn = 8\n[method band]\n"
+                        "w = auto\n", "[method band]");
+}
