@@ -31,8 +31,8 @@ farfield = results . '/' . fig . '_farfield.tsv'
 # Colours by method (shades in the order of the specs list), exact black.
 method_shades(m) = m eq "band" ? "#3182bd #6baed6" \
     : m eq "fmm_band_lowrank" ? "#a50f15 #de2d26 #fb6a4a #fc9272" \
-    : m eq "fmm_multilevel" ? "#006d2c #31a354 #74c476 #a1d99b" \
-    : m eq "fast" ? "#54278f #807dba #9e9ac8" : "#000000"
+    : m eq "fmm_multilevel" ? "#01665e #35978f #80cdc1" \
+    : m eq "fast" ? "#7a0177 #c51b8a #f768a1" : "#000000"
 method_count(sp, k, m, j) = j >= k ? 0 : (method_of(word(sp, j)) eq m) + method_count(sp, k, m, j + 1)
 mcolor(sp, k) = word(method_shades(method_of(word(sp, k))), \
     method_count(sp, k, method_of(word(sp, k)), 1) % words(method_shades(method_of(word(sp, k)))) + 1)

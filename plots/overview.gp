@@ -54,6 +54,8 @@ err_rows(L) = int(tsv_awk(agg, sprintf('$c["data_label"] == "%s" && $c["method"]
 # The shared key band below the panels, three entries to a row (gnuplot fits its columns to the
 # longest title, so this is a safe estimate for specs of ordinary length).
 key_top(entries) = 0.015 + 0.035 * ((entries + 2) / 3)
+# Long lists of specs get a smaller key font, so that three entries fit in a row.
+key_font = nspecs > 6 ? ",7" : ",9"
 
 do for [ext in out_formats] {
     eval out_begin(fig . '_error', ext)
@@ -78,7 +80,7 @@ do for [ext in out_formats] {
         }
     }
     eval key_panel(0.02, 0.98, 0.01, key_top(nspecs + 1))
-    set key samplen 3 width 2
+    set key samplen 3 width 2 maxcols 3 font key_font
     plot for [k = 1:nspecs] NaN with linespoints lc rgb spec_color(specs, k) \
              pt spec_pt(specs, k, 0) ps 0.7 \
              title (method_of(word(specs, k)) eq "exact" ? "" : word(specs, k)), \
@@ -150,7 +152,7 @@ if (overview_time) {
                      notitle
         }
         eval key_panel(0.02, 0.98, 0.01, key_top(nspecs + 3))
-        set key samplen 3 width 2
+        set key samplen 3 width 2 maxcols 3 font key_font
         plot for [k = 1:nspecs] NaN with linespoints lc rgb spec_color(specs, k) \
                  pt spec_pt(specs, k, 0) ps 0.7 title word(specs, k), \
              for [cz = 0:1] NaN with linespoints lc rgb "#404040" pt (cz ? 6 : 7) ps 0.7 \

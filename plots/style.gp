@@ -100,7 +100,9 @@ family_of(m) = m eq "exact" ? "exact" \
     : m eq "band" ? "band" \
     : strstrt(m, "sparse_") == 1 ? "sparse" \
     : strstrt(m, "combiner_") == 1 ? "combiner" \
-    : (strstrt(m, "fmm_") == 1 || m eq "fast") ? "fmm" \
+    : m eq "fmm_multilevel" ? "multilevel" \
+    : m eq "fast" ? "fast" \
+    : strstrt(m, "fmm_") == 1 ? "fmm" \
     : (m eq "kdeformer" || m eq "hyperattention") ? "sampling" \
     : (m eq "linear_elu" || m eq "performer" || m eq "nystrom") ? "lowrank" \
     : "other"
@@ -110,6 +112,8 @@ family_shades(f) = f eq "exact" ? "#000000 #404040 #707070 #a0a0a0" \
     : f eq "sparse" ? "#006d2c #31a354 #74c476 #a1d99b" \
     : f eq "combiner" ? "#a63603 #e6550d #fd8d3c #fdae6b" \
     : f eq "fmm" ? "#a50f15 #de2d26 #fb6a4a #fc9272" \
+    : f eq "multilevel" ? "#01665e #35978f #80cdc1 #5ab4ac" \
+    : f eq "fast" ? "#7a0177 #c51b8a #f768a1 #dd3497" \
     : f eq "sampling" ? "#54278f #756bb1 #9e9ac8 #bcbddc" \
     : f eq "lowrank" ? "#8c510a #bf812d #dfc27d #c7a76c" \
     : "#525252 #737373 #969696 #bdbdbd"
