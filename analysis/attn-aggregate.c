@@ -52,7 +52,7 @@ static void usage(FILE *out)
             "Group the points with status 0 of an attnlab results file by the key columns\n"
             "and write one TSV row per group (stdout without -o), sorted by the keys.\n"
             "  --by k1,k2,...   key columns\n"
-            "  --of c1,c2,...   count, and c_med c_q25 c_q75 (type-7 quantiles) of each column\n"
+            "  --of c1,c2,...   count, and c_med c_q25 c_q75 (type-7 quantiles) and c_mean of each column\n"
             "  --fit COL        per group (keys without n): slope of log(median COL) against\n"
             "                   log n, its standard error, and the crossover n against the\n"
             "                   median time_exact_s\n"
@@ -239,12 +239,14 @@ static int write_of(FILE *out, const attn_table *table, const column_list *keys,
     if (x == NULL)
         return ATTN_ERR(ATTN_ENOMEM, "%zu values", nrows);
     fputs("# count: rows in the group; c_med, c_q25, c_q75: median and quartiles of c over them "
-          "(type 7: linear interpolation of the sorted values, NaN ignored)\n", out);
+          "(type 7: linear interpolation of the sorted values, NaN ignored); c_mean: their mean\n",
+          out);
     for (size_t i = 0; i < keys->count; i++)
         fprintf(out, "%s\t", keys->names[i]);
     fputs("count", out);
     for (size_t i = 0; i < of->count; i++)
-        fprintf(out, "\t%s_med\t%s_q25\t%s_q75", of->names[i], of->names[i], of->names[i]);
+        fprintf(out, "\t%s_med\t%s_q25\t%s_q75\t%s_mean", of->names[i], of->names[i],
+                of->names[i], of->names[i]);
     fputc('\n', out);
     for (size_t start = 0; start < nrows;) {
         size_t end = start + 1;
@@ -263,6 +265,11 @@ static int write_of(FILE *out, const attn_table *table, const column_list *keys,
             attn_tsv_put_double(out, attn_stats_quantile_sorted(x, N, 0.25));
             fputc('\t', out);
             attn_tsv_put_double(out, attn_stats_quantile_sorted(x, N, 0.75));
+            double sum = 0.0;
+            for (size_t r = 0; r < N; r++)
+                sum += x[r];
+            fputc('\t', out);
+            attn_tsv_put_double(out, N > 0 ? sum / (double) N : NAN);
         }
         fputc('\n', out);
         start = end;

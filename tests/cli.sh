@@ -54,7 +54,15 @@ if awk -F'\t' '!/^#/ && $2 == "exact" && $3 != 0 { bad = 1 } END { exit bad }' "
    awk -F'\t' '!/^#/ && $2 == "band:w=2" && $3 > 1e-6 { seen = 1 } END { exit !seen }' "$dir/small.tsv"; then
     ok "errors: exact 0, band:w=2 positive"; else fail "errors: exact 0, band:w=2 positive"; fi
 if "$agg" "$dir/small.h5" --by method,spec,causal,n --of err_out_rel_fro -o "$dir/agg.tsv" 2>"$dir/err" &&
-   head -n 20 "$dir/agg.tsv" | grep -q "err_out_rel_fro_med"; then ok "aggregate writes medians"; else fail "aggregate writes medians"; fi
+   head -n 20 "$dir/agg.tsv" | grep -q "err_out_rel_fro_med" &&
+   # The mean of each group equals the mean of its rows in the point table.
+   "$h5cat" "$dir/small.h5" -o "$dir/full.tsv" 2>>"$dir/err" &&
+   awk -F'\t' 'FNR == 1 {f++} /^#/ {next} f == 1 && !h1 {for (i = 1; i <= NF; i++) a[$i] = i; h1 = 1; next}
+        f == 2 && !h2 {for (i = 1; i <= NF; i++) b[$i] = i; h2 = 1; next}
+        f == 1 && $a["spec"] == "band:w=2" && $a["causal"] == 1 && $a["n"] == 64 {s += $a["err_out_rel_fro"]; k++}
+        f == 2 && $b["spec"] == "band:w=2" && $b["causal"] == 1 && $b["n"] == 64 {m = $b["err_out_rel_fro_mean"]}
+        END {d = m - s / k; exit !(k > 0 && d < 1e-12 && d > -1e-12)}' "$dir/full.tsv" "$dir/agg.tsv"; then
+    ok "aggregate writes medians and means"; else fail "aggregate writes medians and means"; fi
 
 # Bad inputs.
 printf '[sweep]\ndata = x.h5\nn = 8\nthis line is wrong\n[method exact]\n' >"$dir/syntax.ini"
