@@ -1,6 +1,7 @@
 /* bench-methods — apply time of approximate methods against exact attention, measured in one run.
  *
- *     bench-methods [--n 1024:16384:x2] [--d 64] [--causal 0,1] [--repeats 3] [--out FILE] SPEC...
+ *     bench-methods [--n 1024:16384:x2] [--d 64] [--causal 0,1] [--repeats 3] [--out FILE]
+ *                   [--rss-n N] SPEC...
  *
  * For every causal flag and n, exact streaming attention and each spec are applied to the same
  * random inputs (best wall time of `repeats` applies; one apply for exact at n >= 8192, where it
@@ -9,7 +10,9 @@
  * BLAS line says which OpenBLAS kernel ran (OPENBLAS_CORETYPE may be preset to an older core):
  * compare ratios measured in one run, not seconds across machines.  A spec a problem does not
  * support (ATTN_EUNSUP, e.g. a bidirectional-only option on a causal run) is listed as not
- * applicable and has no slope.
+ * applicable and has no slope.  --rss-n N: afterwards, each spec (not exact) is applied once at
+ * n = N, for each causal flag, in a child process, and the child's peak resident set size is
+ * printed beside the bytes of Q, K, V and O (the O(n) floor) and the plan's own scratch.
  */
 #include "config.h"
 
@@ -17,7 +20,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <gsl/gsl_fit.h>
 
@@ -62,6 +68,54 @@ static int time_spec(const char *spec, const attn_problem *pb, const double *Q, 
     return status;
 }
 
+/* Apply spec once at n (d = dv) in a child process; *rss = the child's peak RSS in bytes and
+ * *scratch the plan's scratch bytes (passed back through a pipe).  Returns the child's status. */
+static int child_rss(const char *spec, size_t n, size_t d, int causal, double *rss,
+                     double *scratch)
+{
+    int fd[2];
+    if (pipe(fd) != 0)
+        return ATTN_ERR(ATTN_EIO, "pipe");
+    pid_t pid = fork();
+    if (pid < 0)
+        return ATTN_ERR(ATTN_EIO, "fork");
+    if (pid == 0) {
+        close(fd[0]);
+        attn_problem pb = { .n = n, .m = n, .d = d, .dv = d, .causal = causal };
+        double *Q = malloc(n * d * sizeof *Q), *K = malloc(n * d * sizeof *K);
+        double *V = malloc(n * d * sizeof *V), *O = malloc(n * d * sizeof *O);
+        attn_plan *plan = NULL;
+        attn_cost cost = { 0 };
+        int status = (Q == NULL || K == NULL || V == NULL || O == NULL) ? ATTN_ENOMEM : ATTN_OK;
+        if (status == ATTN_OK) {
+            fill(Q, n * d, 1);
+            fill(K, n * d, 2);
+            fill(V, n * d, 3);
+            status = attn_plan_create(&plan, spec, &pb);
+        }
+        if (status == ATTN_OK) {
+            attn_plan_cost(plan, &cost);
+            status = attn_plan_apply(plan, Q, K, V, O);
+        }
+        if (write(fd[1], &cost.bytes, sizeof cost.bytes) != (ssize_t) sizeof cost.bytes)
+            status = ATTN_EIO;
+        _exit(status);
+    }
+    close(fd[1]);
+    *scratch = NAN;
+    if (read(fd[0], scratch, sizeof *scratch) != (ssize_t) sizeof *scratch)
+        *scratch = NAN;
+    close(fd[0]);
+    int wstatus = 0;
+    struct rusage ru;
+    if (wait4(pid, &wstatus, 0, &ru) < 0)
+        return ATTN_ERR(ATTN_EIO, "wait4");
+    *rss = (double) ru.ru_maxrss * 1024.0;
+    if (!WIFEXITED(wstatus))
+        return ATTN_ERR(ATTN_EIO, "%s at n = %zu: child killed by a signal", spec, n);
+    return WEXITSTATUS(wstatus);
+}
+
 static int parse_sizes(const char *text, size_t *out, size_t cap, size_t *count)
 {
     unsigned long a, b, f;
@@ -83,7 +137,7 @@ int main(int argc, char **argv)
     size_t ns[MAX_NS], nns = 0, causals[2] = { 0, 1 }, ncausal = 2, d = 64;
     int repeats = 3;
     const char *specs[MAX_SPECS], *out_path = NULL;
-    size_t nspecs = 0;
+    size_t nspecs = 0, rss_n = 0;
     parse_sizes("1024:16384:x2", ns, MAX_NS, &nns);
     for (int a = 1; a < argc; a++) {
         if (strcmp(argv[a], "--n") == 0 && a + 1 < argc) {
@@ -99,9 +153,11 @@ int main(int argc, char **argv)
             repeats = atoi(argv[++a]);
         } else if (strcmp(argv[a], "--out") == 0 && a + 1 < argc) {
             out_path = argv[++a];
+        } else if (strcmp(argv[a], "--rss-n") == 0 && a + 1 < argc) {
+            rss_n = strtoul(argv[++a], NULL, 10);
         } else if (argv[a][0] == '-') {
             fprintf(stderr, "usage: bench-methods [--n a:b:xk] [--d D] [--causal 0,1] "
-                            "[--repeats R] [--out FILE] SPEC...\n");
+                            "[--repeats R] [--out FILE] [--rss-n N] SPEC...\n");
             return 2;
         } else if (nspecs < MAX_SPECS) {
             specs[nspecs++] = argv[a];
@@ -201,6 +257,28 @@ int main(int argc, char **argv)
             printf("%-58s %6zu %9.3f %5zu..%zu\n", s == 0 ? "exact" : specs[s - 1], causals[c],
                    slope, ns[0], ns[nns - 1]);
         }
+    if (rss_n > 0) {
+        double floor_mb = 4.0 * (double) rss_n * (double) d * sizeof(double) / 1e6;
+        printf("\n# peak RSS of one apply at n = %zu, d = %zu in a child process (Q, K, V, O "
+               "alone: %.1f MB)\n%-58s %6s %12s %14s\n", rss_n, d, floor_mb, "spec", "causal",
+               "peak RSS MB", "plan scratch MB");
+        for (size_t s = 0; s < nspecs; s++)
+            for (size_t c = 0; c < ncausal; c++) {
+                double rss = NAN, scratch = NAN;
+                int status = child_rss(specs[s], rss_n, d, (int) causals[c], &rss, &scratch);
+                if (status == ATTN_EUNSUP) {
+                    printf("%-58s %6zu   not applicable\n", specs[s], causals[c]);
+                    continue;
+                }
+                if (status != ATTN_OK) {
+                    fprintf(stderr, "bench-methods: %s at n = %zu failed (status %d)\n", specs[s],
+                            rss_n, status);
+                    return EXIT_FAILURE;
+                }
+                printf("%-58s %6zu %12.1f %14.2f\n", specs[s], causals[c], rss / 1e6,
+                       scratch / 1e6);
+            }
+    }
     if (out != NULL)
         fclose(out);
     free(Q);

@@ -124,6 +124,10 @@ typedef struct attn_param {
 #define ATTN_BUDGET_MONOTONE (1u << 5) /* its matrix error (row TV) never rises with the budget
                                           (provably, as for a window); otherwise only the largest
                                           budget is guaranteed to do no worse than the smallest */
+#define ATTN_WEIGHTS_DEPEND_ON_V (1u << 6) /* its weights depend on V (importance sampling by value
+                                          norms): not linear in V, and it materializes the matrix
+                                          it applied to the V given (the generic identity-block
+                                          materialization does not apply) */
 
 size_t attn_method_count(void);
 const attn_method *attn_method_at(size_t index);          /* NULL when index >= count */

@@ -17,6 +17,8 @@ struct attn_method {
     unsigned caps;             /* ATTN_CAN_CAUSAL | ATTN_CAN_BIDIR | ... */
     const attn_param *params;  /* terminated by { 0 } */
     const char *budget;        /* name of the budget parameter, or NULL */
+    const char *causal_note;   /* for a method without ATTN_CAN_CAUSAL: why (ends the refusal
+                                  message), or NULL */
 
     /* Validate the parameters against plan->problem (ATTN_EPARAM naming the parameter), build the
      * method's structure from shapes and parameters only, and allocate all scratch apply needs

@@ -17,14 +17,6 @@ if (nlabels == 0) {
     exit status 1
 }
 
-# The value of parameter key in a spec as the config writes it ("method:k=4,r=2,blend=oracle"),
-# NaN when the spec does not give it; choice values as strings with param_s.
-param_pos(s, key) = strstrt(s, ":" . key . "=") > 0 ? strstrt(s, ":" . key . "=") : strstrt(s, "," . key . "=")
-param_rest(s, key) = s[param_pos(s, key) + strlen(key) + 2:]
-param_cut(r) = strstrt(r, ",") > 0 ? r[1:strstrt(r, ",") - 1] : r
-param_s(s, key) = param_pos(s, key) > 0 ? param_cut(param_rest(s, key)) : ""
-param(s, key) = param_pos(s, key) > 0 ? real(param_s(s, key)) : NaN
-
 # Cells: x = position of k in the list 0, 1, 2, 4, ...; y = r (1..3), or 0 for the window alone.
 kx(k) = k < 1 ? 0 : 1 + log(k) / log(2)
 is_near(s) = param_s(s, "part") eq "near"

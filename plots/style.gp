@@ -18,7 +18,7 @@
 #   tsv_unique(file, col)    the distinct values of a column, space separated, in file order
 #   tsv_unique_sorted(file, col)   the same in natural order (band:w=8 before band:w=32)
 #   tsv_filter(file, cond)   a "< awk ..." data source: the header and the rows where cond holds
-#   method_of(spec), family_of(method)
+#   method_of(spec), family_of(method), param(spec, key), param_s(spec, key)
 #   spec_color(specs, k), spec_pt(specs, k, causal), causal_dt(causal), causal_name(causal)
 #                            colour by method family (shades within a family, in the order of the
 #                            specs list), point shape by position in the family, filled symbols and
@@ -92,6 +92,14 @@ tsv_unique_sorted(file, col) = system("awk -F'\t' '/^#/ {next} !h {for (i = 1; i
 # A filter for `plot '< ...'`: the header line and the data rows for which cond (awk) holds.
 tsv_filter(file, cond) = "< awk -F'\t' '/^#/ {next} !h {for (i = 1; i <= NF; i++) c[$i] = i; h = 1; print; next} " \
                          . cond . "' '" . file . "'"
+
+# The value of parameter key in a spec ("method:k=4,r=2,blend=oracle"): param_s gives the text
+# ("" when the spec does not give it), param the number (NaN when not given).
+param_pos(s, key) = strstrt(s, ":" . key . "=") > 0 ? strstrt(s, ":" . key . "=") : strstrt(s, "," . key . "=")
+param_rest(s, key) = s[param_pos(s, key) + strlen(key) + 2:]
+param_cut(r) = strstrt(r, ",") > 0 ? r[1:strstrt(r, ",") - 1] : r
+param_s(s, key) = param_pos(s, key) > 0 ? param_cut(param_rest(s, key)) : ""
+param(s, key) = param_pos(s, key) > 0 ? real(param_s(s, key)) : NaN
 
 # ---------------------------------------------------------------------------------------------
 # Method families and their colours.  A spec is "method" or "method:key=value,...".

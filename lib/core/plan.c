@@ -33,7 +33,9 @@ static int check_caps(const attn_method *method, const attn_problem *pb)
 {
     unsigned caps = method->caps;
     if (pb->causal && !(caps & ATTN_CAN_CAUSAL))
-        return ATTN_ERR(ATTN_EUNSUP, "%s does not support causal attention", method->id);
+        return ATTN_ERR(ATTN_EUNSUP, "%s does not support causal attention (causal = 1 given)%s%s",
+                        method->id, method->causal_note != NULL ? ": " : "",
+                        method->causal_note != NULL ? method->causal_note : "");
     if (!pb->causal && !(caps & ATTN_CAN_BIDIR))
         return ATTN_ERR(ATTN_EUNSUP, "%s supports only causal attention (causal = 0 given)",
                         method->id);
@@ -178,6 +180,9 @@ int attn_plan_materialize(attn_plan *plan, const double *Q, const double *K, con
         return status;
     if (plan->method->materialize != NULL)
         return plan->method->materialize(plan, Q, K, V, A);
+    if (plan->method->caps & ATTN_WEIGHTS_DEPEND_ON_V)
+        return ATTN_ERR(ATTN_EUNSUP, "%s: weights depend on V and no materialize is defined",
+                        plan->method->id);
     return materialize_by_identity(plan, Q, K, A);
 }
 

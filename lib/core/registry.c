@@ -117,10 +117,11 @@ size_t attn_method_describe(const attn_method *method, char *buf, size_t len)
     unsigned caps = method->caps;
     if (len > 0)
         buf[0] = '\0';
-    put(buf, len, &pos, "%s — %s\n    reference: %s\n    supports:%s%s%s%s%s\n", method->id,
+    put(buf, len, &pos, "%s — %s\n    reference: %s\n    supports:%s%s%s%s%s%s\n", method->id,
         method->summary, method->reference, caps & ATTN_CAN_BIDIR ? " bidirectional" : "",
         caps & ATTN_CAN_CAUSAL ? " causal" : "", caps & ATTN_CAN_RECT ? " m!=n" : "",
-        caps & ATTN_ROW_STOCHASTIC ? " row-stochastic" : "", caps & ATTN_RANDOM ? " seeded" : "");
+        caps & ATTN_ROW_STOCHASTIC ? " row-stochastic" : "", caps & ATTN_RANDOM ? " seeded" : "",
+        caps & ATTN_WEIGHTS_DEPEND_ON_V ? " V-dependent-weights" : "");
     put(buf, len, &pos, "    budget parameter: %s; exact limit: %s\n",
         method->budget != NULL ? method->budget : "none",
         method->exact_limit != NULL ? "yes" : "none");
