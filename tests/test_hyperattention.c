@@ -12,7 +12,6 @@
  */
 #include "config.h"
 
-#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,6 +21,7 @@
 
 #include "attn.h"
 #include "attn_io.h"
+#include "lsh_testutil.h"
 #include "methods/lsh.h"
 #include "testutil.h"
 
@@ -88,36 +88,6 @@ Test(hyperattention, min_seq_len_follows_the_block)
 /* ---------------------------------------------------------------------------------------------
  * The materialized matrix.
  */
-static void check_matrix(const char *spec, const attn_problem *pb, const double *Q,
-                         const double *K, const double *V, const char *what)
-{
-    size_t n = pb->n, m = pb->m, dv = pb->dv;
-    attn_plan *plan = tu_plan(spec, pb);
-    double *A = tu_alloc(n * m), *AV = tu_alloc(n * dv), *O = tu_alloc(n * dv);
-    cr_assert_eq(attn_plan_materialize(plan, Q, K, V, A), ATTN_OK, "%s", attn_last_error());
-    cr_assert_eq(attn_plan_apply(plan, Q, K, V, O), ATTN_OK, "%s", attn_last_error());
-    for (size_t i = 0; i < n; i++) {
-        double sum = 0.0;
-        for (size_t j = 0; j < m; j++) {
-            double a = A[i * m + j];
-            cr_assert(a >= 0.0, "%s on %s: A[%zu][%zu] = %g", spec, what, i, j, a);
-            cr_assert(!(pb->causal && j > i && a != 0.0), "%s on %s: A[%zu][%zu] = %g above the "
-                      "diagonal", spec, what, i, j, a);
-            sum += a;
-        }
-        cr_assert(fabs(sum - 1.0) <= 4.0 * (double) m * DBL_EPSILON,
-                  "%s on %s: row %zu sums to %.17g", spec, what, i, sum);
-    }
-    tu_matmul(A, V, AV, n, m, dv);
-    double err = tu_rel_fro(AV, O, n * dv);
-    cr_assert(err <= 64.0 * (double) m * DBL_EPSILON, "%s on %s (n = %zu, m = %zu, causal = %d): "
-              "|AV - O| / |O| = %.3g", spec, what, n, m, pb->causal, err);
-    free(A);
-    free(AV);
-    free(O);
-    attn_plan_destroy(plan);
-}
-
 Test(hyperattention, materialize_random_ragged)
 {
     static const size_t shapes[][3] = { { 1, 1, 0 },       { 1, 1, 1 },      { 37, 37, 0 },
@@ -136,7 +106,7 @@ Test(hyperattention, materialize_random_ragged)
             attn_problem pb = { .n = n, .m = m, .d = 13, .dv = 7, .causal = (int) shapes[s][2] };
             double *Q, *K, *V;
             tu_random_qkv(n, m, 13, 7, 201 + s, &Q, &K, &V);
-            check_matrix(specs[c], &pb, Q, K, V, "random");
+            lsh_tu_check_matrix(specs[c], &pb, Q, K, V, "random", 0);
             free(Q);
             free(K);
             free(V);
@@ -148,11 +118,11 @@ Test(hyperattention, materialize_real)
     const double *q, *k, *v;
     attn_inputs *in = tu_load_head(OCR_FILE, 1, 3, &q, &k, &v);
     attn_problem pb = tu_inputs_problem(in, 0);
-    check_matrix("hyperattention:block=24,samples=48", &pb, q, k, v, "ocr");
+    lsh_tu_check_matrix("hyperattention:block=24,samples=48", &pb, q, k, v, "ocr", 0);
     attn_inputs_destroy(in);
     in = tu_load_head(LM_FILE, 2, 0, &q, &k, &v);
     pb = tu_inputs_problem(in, 1);
-    check_matrix("hyperattention:block=32,samples=64", &pb, q, k, v, "lm");
+    lsh_tu_check_matrix("hyperattention:block=32,samples=64", &pb, q, k, v, "lm", 0);
     attn_inputs_destroy(in);
 }
 
@@ -197,60 +167,10 @@ Test(hyperattention, draws_are_uniform_with_weight_m_over_samples)
 }
 
 /* ---------------------------------------------------------------------------------------------
- * Unbiasedness and the exclude_block switch.  Statistics as in test_kdeformer.c: per seed, the
- * row averages of den_i - 1 and num_i - o_i (both rescaled by the exact e^{-lse_i}); z over seeds.
+ * Unbiasedness and the exclude_block switch.  Statistics of lsh_tu_unbiased_z (lsh_testutil.h): per
+ * seed, the row averages of den_i - 1 and num_i - o_i (both rescaled by the exact e^{-lse_i}); z
+ * over seeds, seeds from 500.
  */
-typedef struct unbiased_result {
-    double z_den;
-    double z_num_max;
-    double mean_den; /* mean over seeds of the row-averaged den_i - 1 */
-} unbiased_result;
-
-static unbiased_result unbiased_z(const char *base, const attn_problem *pb, const double *Q,
-                                  const double *K, const double *V, size_t seeds)
-{
-    size_t n = pb->n, dv = pb->dv;
-    double *R = tu_alloc(n * dv), *lse = tu_alloc(n), *num = tu_alloc(n * dv), *den = tu_alloc(n);
-    cr_assert_eq(attn_reference(pb, Q, K, V, R, lse), ATTN_OK);
-    double *x = tu_alloc(seeds * (dv + 1));
-    for (size_t s = 0; s < seeds; s++) {
-        char spec[256];
-        snprintf(spec, sizeof spec, "%s,seed=%zu", base, 500 + s);
-        attn_plan *plan = tu_plan(spec, pb);
-        cr_assert_eq(lsh_plan_sums(plan, Q, K, V, lse, num, den), ATTN_OK, "%s",
-                     attn_last_error());
-        attn_plan_destroy(plan);
-        double *row = x + s * (dv + 1);
-        for (size_t i = 0; i < n; i++) {
-            row[dv] += den[i] / (double) n;
-            for (size_t c = 0; c < dv; c++)
-                row[c] += (num[i * dv + c] - R[i * dv + c]) / (double) n;
-        }
-        row[dv] -= 1.0;
-    }
-    unbiased_result res = { 0.0, 0.0, 0.0 };
-    for (size_t c = 0; c <= dv; c++) {
-        double mean = 0.0, var = 0.0;
-        for (size_t s = 0; s < seeds; s++)
-            mean += x[s * (dv + 1) + c] / (double) seeds;
-        for (size_t s = 0; s < seeds; s++)
-            var += pow(x[s * (dv + 1) + c] - mean, 2) / (double) (seeds - 1);
-        double z = mean / sqrt(var / (double) seeds);
-        if (c == dv) {
-            res.z_den = z;
-            res.mean_den = mean;
-        } else if (fabs(z) > res.z_num_max) {
-            res.z_num_max = fabs(z);
-        }
-    }
-    free(R);
-    free(lse);
-    free(num);
-    free(den);
-    free(x);
-    return res;
-}
-
 Test(hyperattention, numerator_and_normaliser_unbiased)
 {
     double *Q, *K, *V;
@@ -258,14 +178,15 @@ Test(hyperattention, numerator_and_normaliser_unbiased)
     tu_random_qkv(256, 256, 13, 7, 43, &Q, &K, &V);
     for (size_t t = 0; t < 256 * 13; t++)
         Q[t] *= 0.4; /* a lighter tail, as in test_kdeformer.c */
-    unbiased_result r = unbiased_z("hyperattention:block=32,samples=32", &pb, Q, K, V, 200);
+    lsh_tu_unbiased r = lsh_tu_unbiased_z("hyperattention:block=32,samples=32", &pb, Q, K, V,
+                                          200, 500);
     cr_assert(fabs(r.z_den) <= 4.0 && r.z_num_max <= 4.0,
               "random: z of the normaliser %.3g, largest |z| of the numerator %.3g", r.z_den,
               r.z_num_max);
     /* The released float path (exclude_block = 0) adds the block sum a second time on average:
      * the normaliser is biased upward. */
-    unbiased_result r0 = unbiased_z("hyperattention:block=32,samples=32,exclude_block=0", &pb, Q,
-                                    K, V, 200);
+    lsh_tu_unbiased r0 = lsh_tu_unbiased_z("hyperattention:block=32,samples=32,exclude_block=0",
+                                           &pb, Q, K, V, 200, 500);
     cr_assert(r0.z_den > 10.0, "exclude_block = 0: z of the normaliser %.3g, expected a large "
               "upward bias", r0.z_den);
     free(Q);
@@ -274,7 +195,7 @@ Test(hyperattention, numerator_and_normaliser_unbiased)
     const double *q, *k, *v;
     attn_inputs *in = tu_load_head(OCR_FILE, 1, 3, &q, &k, &v);
     attn_problem ocr = tu_inputs_problem(in, 0);
-    r = unbiased_z("hyperattention:block=24,samples=32", &ocr, q, k, v, 200);
+    r = lsh_tu_unbiased_z("hyperattention:block=24,samples=32", &ocr, q, k, v, 200, 500);
     cr_assert(fabs(r.z_den) <= 4.0 && r.z_num_max <= 4.0,
               "ocr: z of the normaliser %.3g, largest |z| of the numerator %.3g", r.z_den,
               r.z_num_max);
@@ -282,7 +203,7 @@ Test(hyperattention, numerator_and_normaliser_unbiased)
     in = tu_load_head(LM_FILE, 2, 0, &q, &k, &v);
     attn_problem lm = tu_inputs_problem(in, 1);
     lm.n = lm.m = 256;
-    r = unbiased_z("hyperattention:block=16,samples=16", &lm, q, k, v, 200);
+    r = lsh_tu_unbiased_z("hyperattention:block=16,samples=16", &lm, q, k, v, 200, 500);
     cr_assert(fabs(r.z_den) <= 4.0 && r.z_num_max <= 4.0,
               "lm causal: z of the normaliser %.3g, largest |z| of the numerator %.3g", r.z_den,
               r.z_num_max);
@@ -477,18 +398,6 @@ Test(hyperattention, causal_rows_see_only_the_past)
     attn_inputs_destroy(in);
 }
 
-static double mean_error(const char *base, size_t samples, const attn_problem *pb,
-                         const double *Q, const double *K, const double *V, size_t seeds)
-{
-    double sum = 0.0;
-    for (size_t s = 0; s < seeds; s++) {
-        char spec[256];
-        snprintf(spec, sizeof spec, "%s,samples=%zu,seed=%zu", base, samples, 11 + s);
-        sum += tu_error_vs_reference(spec, pb, Q, K, V);
-    }
-    return sum / (double) seeds;
-}
-
 Test(hyperattention, error_falls_as_samples_grow)
 {
     double *Q, *K, *V;
@@ -496,8 +405,8 @@ Test(hyperattention, error_falls_as_samples_grow)
     tu_random_qkv(512, 512, 13, 7, 67, &Q, &K, &V);
     for (int causal = 0; causal <= 1; causal++) {
         pb.causal = causal;
-        double e16 = mean_error("hyperattention:block=32", 16, &pb, Q, K, V, 10);
-        double e1024 = mean_error("hyperattention:block=32", 1024, &pb, Q, K, V, 10);
+        double e16 = lsh_tu_mean_error("hyperattention:block=32", 16, &pb, Q, K, V, 10, 11);
+        double e1024 = lsh_tu_mean_error("hyperattention:block=32", 1024, &pb, Q, K, V, 10, 11);
         cr_assert(e1024 < 0.5 * e16, "random, causal = %d: mean error %.4g at 16 samples, %.4g "
                   "at 1024", causal, e16, e1024);
     }
@@ -507,14 +416,14 @@ Test(hyperattention, error_falls_as_samples_grow)
     const double *q, *k, *v;
     attn_inputs *in = tu_load_head(LM_FILE, 2, 0, &q, &k, &v);
     attn_problem lm = tu_inputs_problem(in, 1);
-    double e16 = mean_error("hyperattention:block=32", 16, &lm, q, k, v, 10);
-    double e1024 = mean_error("hyperattention:block=32", 1024, &lm, q, k, v, 10);
+    double e16 = lsh_tu_mean_error("hyperattention:block=32", 16, &lm, q, k, v, 10, 11);
+    double e1024 = lsh_tu_mean_error("hyperattention:block=32", 1024, &lm, q, k, v, 10, 11);
     cr_assert(e1024 < 0.5 * e16, "lm: mean error %.4g at 16 samples, %.4g at 1024", e16, e1024);
     attn_inputs_destroy(in);
     in = tu_load_head(OCR_FILE, 1, 3, &q, &k, &v);
     attn_problem ocr = tu_inputs_problem(in, 0);
-    e16 = mean_error("hyperattention:block=24", 16, &ocr, q, k, v, 10);
-    e1024 = mean_error("hyperattention:block=24", 1024, &ocr, q, k, v, 10);
+    e16 = lsh_tu_mean_error("hyperattention:block=24", 16, &ocr, q, k, v, 10, 11);
+    e1024 = lsh_tu_mean_error("hyperattention:block=24", 1024, &ocr, q, k, v, 10, 11);
     cr_assert(e1024 < 0.5 * e16, "ocr: mean error %.4g at 16 samples, %.4g at 1024", e16, e1024);
     attn_inputs_destroy(in);
 }
@@ -546,12 +455,8 @@ Test(hyperattention, bad_input_names_the_value)
         { "hyperattention:pad_zero_key=-1", "pad_zero_key = -1" },
         { "hyperattention:lsh_order=zorder", "zorder" },
     };
-    for (size_t t = 0; t < sizeof bad / sizeof bad[0]; t++) {
-        attn_plan *plan = NULL;
-        cr_assert_eq(attn_plan_create(&plan, bad[t][0], &pb), ATTN_EPARAM, "%s", bad[t][0]);
-        cr_assert_null(plan);
-        cr_assert(tu_error_has(bad[t][1]), "%s: message '%s'", bad[t][0], attn_last_error());
-    }
+    for (size_t t = 0; t < sizeof bad / sizeof bad[0]; t++)
+        lsh_tu_expect_refused(bad[t][0], &pb, ATTN_EPARAM, bad[t][1]);
     attn_problem rect = { .n = 64, .m = 32, .d = 8, .dv = 8, .causal = 1 };
     attn_plan *plan = NULL;
     cr_assert_eq(attn_plan_create(&plan, "hyperattention", &rect), ATTN_ESHAPE);

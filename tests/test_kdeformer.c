@@ -11,7 +11,6 @@
  */
 #include "config.h"
 
-#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,6 +21,7 @@
 
 #include "attn.h"
 #include "attn_io.h"
+#include "lsh_testutil.h"
 #include "methods/lsh.h"
 #include "testutil.h"
 
@@ -149,39 +149,6 @@ Test(kdeformer, exact_limit_spec)
 /* ---------------------------------------------------------------------------------------------
  * The materialized matrix.
  */
-static void check_matrix(const char *spec, const attn_problem *pb, const double *Q,
-                         const double *K, const double *V, const char *what)
-{
-    size_t n = pb->n, m = pb->m, dv = pb->dv;
-    attn_plan *plan = tu_plan(spec, pb);
-    double *A = tu_alloc(n * m), *AV = tu_alloc(n * dv), *O = tu_alloc(n * dv);
-    cr_assert_eq(attn_plan_materialize(plan, Q, K, V, A), ATTN_OK, "%s", attn_last_error());
-    cr_assert_eq(attn_plan_apply(plan, Q, K, V, O), ATTN_OK, "%s", attn_last_error());
-    for (size_t t = 0; t < n * dv; t++)
-        cr_assert(isfinite(O[t]), "%s on %s: O[%zu] = %g", spec, what, t, O[t]);
-    for (size_t i = 0; i < n; i++) {
-        double sum = 0.0;
-        for (size_t j = 0; j < m; j++) {
-            double a = A[i * m + j];
-            cr_assert(a >= 0.0, "%s on %s: A[%zu][%zu] = %g", spec, what, i, j, a);
-            cr_assert(!(pb->causal && j > i && a != 0.0), "%s on %s: A[%zu][%zu] = %g above the "
-                      "diagonal", spec, what, i, j, a);
-            sum += a;
-        }
-        /* m rounded terms: 4 m eps. */
-        cr_assert(fabs(sum - 1.0) <= 4.0 * (double) m * DBL_EPSILON,
-                  "%s on %s: row %zu sums to %.17g", spec, what, i, sum);
-    }
-    tu_matmul(A, V, AV, n, m, dv);
-    double err = tu_rel_fro(AV, O, n * dv);
-    cr_assert(err <= 64.0 * (double) m * DBL_EPSILON, "%s on %s (n = %zu, m = %zu, causal = %d): "
-              "|AV - O| / |O| = %.3g", spec, what, n, m, pb->causal, err);
-    free(A);
-    free(AV);
-    free(O);
-    attn_plan_destroy(plan);
-}
-
 Test(kdeformer, materialize_random_ragged)
 {
     static const size_t shapes[][3] = { { 1, 1, 0 },     { 1, 1, 1 },     { 37, 37, 0 },
@@ -197,7 +164,7 @@ Test(kdeformer, materialize_random_ragged)
             attn_problem pb = { .n = n, .m = m, .d = 13, .dv = 7, .causal = (int) shapes[s][2] };
             double *Q, *K, *V;
             tu_random_qkv(n, m, 13, 7, 101 + s, &Q, &K, &V);
-            check_matrix(specs[c], &pb, Q, K, V, "random");
+            lsh_tu_check_matrix(specs[c], &pb, Q, K, V, "random", 1);
             free(Q);
             free(K);
             free(V);
@@ -209,11 +176,11 @@ Test(kdeformer, materialize_real)
     const double *q, *k, *v;
     attn_inputs *in = tu_load_head(OCR_FILE, 1, 3, &q, &k, &v);
     attn_problem pb = tu_inputs_problem(in, 0);
-    check_matrix("kdeformer:block=24,samples=48", &pb, q, k, v, "ocr");
+    lsh_tu_check_matrix("kdeformer:block=24,samples=48", &pb, q, k, v, "ocr", 1);
     attn_inputs_destroy(in);
     in = tu_load_head(LM_FILE, 2, 0, &q, &k, &v);
     pb = tu_inputs_problem(in, 1);
-    check_matrix("kdeformer:block=32,samples=64", &pb, q, k, v, "lm");
+    lsh_tu_check_matrix("kdeformer:block=32,samples=64", &pb, q, k, v, "lm", 1);
     attn_inputs_destroy(in);
 }
 
@@ -290,60 +257,9 @@ Test(kdeformer, draws_are_weighted_by_value_norms)
 }
 
 /* ---------------------------------------------------------------------------------------------
- * Unbiasedness of the numerator and normaliser over seeds.  lsh_plan_sums gives both rescaled by
- * e^{-lse_i} (lse_i the exact log row sum from the long-double reference), so the normaliser's
- * expectation is 1 and the numerator's is the exact output row.  The rows of one apply share the
- * draws, so the test statistics are row averages per seed (one number per seed and column; the
- * seeds are independent): z = (mean over seeds - expected) / (sd / sqrt(seeds)).
+ * Unbiasedness of the numerator and normaliser over seeds: pooled z-tests over 200 seeds
+ * (lsh_tu_unbiased_z in lsh_testutil.h), seeds from 1000.
  */
-typedef struct unbiased_result {
-    double z_den;      /* z of the row-averaged normaliser */
-    double z_num_max;  /* largest |z| of the row-averaged numerator columns */
-} unbiased_result;
-
-static unbiased_result unbiased_z(const char *base, const attn_problem *pb, const double *Q,
-                                  const double *K, const double *V, size_t seeds)
-{
-    size_t n = pb->n, dv = pb->dv;
-    double *R = tu_alloc(n * dv), *lse = tu_alloc(n), *num = tu_alloc(n * dv), *den = tu_alloc(n);
-    cr_assert_eq(attn_reference(pb, Q, K, V, R, lse), ATTN_OK);
-    double *x = tu_alloc(seeds * (dv + 1));
-    for (size_t s = 0; s < seeds; s++) {
-        char spec[256];
-        snprintf(spec, sizeof spec, "%s,seed=%zu", base, 1000 + s);
-        attn_plan *plan = tu_plan(spec, pb);
-        cr_assert_eq(lsh_plan_sums(plan, Q, K, V, lse, num, den), ATTN_OK, "%s",
-                     attn_last_error());
-        attn_plan_destroy(plan);
-        double *row = x + s * (dv + 1);
-        for (size_t i = 0; i < n; i++) {
-            row[dv] += den[i] / (double) n;
-            for (size_t c = 0; c < dv; c++)
-                row[c] += (num[i * dv + c] - R[i * dv + c]) / (double) n;
-        }
-        row[dv] -= 1.0;
-    }
-    unbiased_result res = { 0.0, 0.0 };
-    for (size_t c = 0; c <= dv; c++) {
-        double mean = 0.0, var = 0.0;
-        for (size_t s = 0; s < seeds; s++)
-            mean += x[s * (dv + 1) + c] / (double) seeds;
-        for (size_t s = 0; s < seeds; s++)
-            var += pow(x[s * (dv + 1) + c] - mean, 2) / (double) (seeds - 1);
-        double z = mean / sqrt(var / (double) seeds);
-        if (c == dv)
-            res.z_den = z;
-        else if (fabs(z) > res.z_num_max)
-            res.z_num_max = fabs(z);
-    }
-    free(R);
-    free(lse);
-    free(num);
-    free(den);
-    free(x);
-    return res;
-}
-
 Test(kdeformer, numerator_and_normaliser_unbiased)
 {
     double *Q, *K, *V;
@@ -353,7 +269,7 @@ Test(kdeformer, numerator_and_normaliser_unbiased)
      * either way, but a heavy tail would need far more seeds for the z statistic). */
     for (size_t t = 0; t < 256 * 13; t++)
         Q[t] *= 0.4;
-    unbiased_result r = unbiased_z("kdeformer:block=32,samples=32", &pb, Q, K, V, 200);
+    lsh_tu_unbiased r = lsh_tu_unbiased_z("kdeformer:block=32,samples=32", &pb, Q, K, V, 200, 1000);
     cr_assert(fabs(r.z_den) <= 4.0 && r.z_num_max <= 4.0,
               "random: z of the normaliser %.3g, largest |z| of the numerator %.3g", r.z_den,
               r.z_num_max);
@@ -363,7 +279,7 @@ Test(kdeformer, numerator_and_normaliser_unbiased)
     const double *q, *k, *v;
     attn_inputs *in = tu_load_head(OCR_FILE, 1, 3, &q, &k, &v);
     attn_problem ocr = tu_inputs_problem(in, 0);
-    r = unbiased_z("kdeformer:block=24,samples=32", &ocr, q, k, v, 200);
+    r = lsh_tu_unbiased_z("kdeformer:block=24,samples=32", &ocr, q, k, v, 200, 1000);
     cr_assert(fabs(r.z_den) <= 4.0 && r.z_num_max <= 4.0,
               "ocr: z of the normaliser %.3g, largest |z| of the numerator %.3g", r.z_den,
               r.z_num_max);
@@ -377,7 +293,7 @@ Test(kdeformer, causal_sums_unbiased)
     attn_inputs *in = tu_load_head(LM_FILE, 2, 0, &q, &k, &v);
     attn_problem pb = tu_inputs_problem(in, 1);
     pb.n = pb.m = 256;
-    unbiased_result r = unbiased_z("kdeformer:block=16,samples=16", &pb, q, k, v, 200);
+    lsh_tu_unbiased r = lsh_tu_unbiased_z("kdeformer:block=16,samples=16", &pb, q, k, v, 200, 1000);
     cr_assert(fabs(r.z_den) <= 4.0 && r.z_num_max <= 4.0,
               "lm causal: z of the normaliser %.3g, largest |z| of the numerator %.3g", r.z_den,
               r.z_num_max);
@@ -387,18 +303,6 @@ Test(kdeformer, causal_sums_unbiased)
 /* ---------------------------------------------------------------------------------------------
  * Error against samples, causality, seeds.
  */
-static double mean_error(const char *base, size_t samples, const attn_problem *pb,
-                         const double *Q, const double *K, const double *V, size_t seeds)
-{
-    double sum = 0.0;
-    for (size_t s = 0; s < seeds; s++) {
-        char spec[256];
-        snprintf(spec, sizeof spec, "%s,samples=%zu,seed=%zu", base, samples, 7 + s);
-        sum += tu_error_vs_reference(spec, pb, Q, K, V);
-    }
-    return sum / (double) seeds;
-}
-
 Test(kdeformer, error_falls_as_samples_grow)
 {
     double *Q, *K, *V;
@@ -406,8 +310,8 @@ Test(kdeformer, error_falls_as_samples_grow)
     tu_random_qkv(512, 512, 13, 7, 61, &Q, &K, &V);
     for (int causal = 0; causal <= 1; causal++) {
         pb.causal = causal;
-        double e16 = mean_error("kdeformer:block=32", 16, &pb, Q, K, V, 10);
-        double e1024 = mean_error("kdeformer:block=32", 1024, &pb, Q, K, V, 10);
+        double e16 = lsh_tu_mean_error("kdeformer:block=32", 16, &pb, Q, K, V, 10, 7);
+        double e1024 = lsh_tu_mean_error("kdeformer:block=32", 1024, &pb, Q, K, V, 10, 7);
         /* The residual's standard error falls like 1 / sqrt(S): 64 times the draws. */
         cr_assert(e1024 < 0.5 * e16, "random, causal = %d: mean error %.4g at 16 samples, %.4g "
                   "at 1024", causal, e16, e1024);
@@ -418,14 +322,14 @@ Test(kdeformer, error_falls_as_samples_grow)
     const double *q, *k, *v;
     attn_inputs *in = tu_load_head(LM_FILE, 2, 0, &q, &k, &v);
     attn_problem lm = tu_inputs_problem(in, 1);
-    double e16 = mean_error("kdeformer:block=32", 16, &lm, q, k, v, 10);
-    double e1024 = mean_error("kdeformer:block=32", 1024, &lm, q, k, v, 10);
+    double e16 = lsh_tu_mean_error("kdeformer:block=32", 16, &lm, q, k, v, 10, 7);
+    double e1024 = lsh_tu_mean_error("kdeformer:block=32", 1024, &lm, q, k, v, 10, 7);
     cr_assert(e1024 < 0.5 * e16, "lm: mean error %.4g at 16 samples, %.4g at 1024", e16, e1024);
     attn_inputs_destroy(in);
     in = tu_load_head(OCR_FILE, 1, 3, &q, &k, &v);
     attn_problem ocr = tu_inputs_problem(in, 0);
-    e16 = mean_error("kdeformer:block=24", 16, &ocr, q, k, v, 10);
-    e1024 = mean_error("kdeformer:block=24", 1024, &ocr, q, k, v, 10);
+    e16 = lsh_tu_mean_error("kdeformer:block=24", 16, &ocr, q, k, v, 10, 7);
+    e1024 = lsh_tu_mean_error("kdeformer:block=24", 1024, &ocr, q, k, v, 10, 7);
     cr_assert(e1024 < 0.5 * e16, "ocr: mean error %.4g at 16 samples, %.4g at 1024", e16, e1024);
     attn_inputs_destroy(in);
 }
@@ -498,26 +402,16 @@ Test(kdeformer, cost_counts_the_pieces)
 /* ---------------------------------------------------------------------------------------------
  * Bad input.
  */
-static void expect_refused(const char *spec, const attn_problem *pb, int status,
-                           const char *needle)
-{
-    attn_plan *plan = NULL;
-    cr_assert_eq(attn_plan_create(&plan, spec, pb), status, "%s: status", spec);
-    cr_assert_null(plan);
-    cr_assert(tu_error_has(needle), "%s: message '%s' lacks '%s'", spec, attn_last_error(),
-              needle);
-}
-
 Test(kdeformer, bad_input_names_the_value)
 {
     attn_problem pb = { .n = 64, .m = 64, .d = 8, .dv = 8 };
-    expect_refused("kdeformer:bits=0", &pb, ATTN_EPARAM, "bits = 0");
-    expect_refused("kdeformer:bits=31", &pb, ATTN_EPARAM, "bits = 31");
-    expect_refused("kdeformer:samples=0", &pb, ATTN_EPARAM, "samples = 0");
-    expect_refused("kdeformer:block=0", &pb, ATTN_EPARAM, "block = 0");
-    expect_refused("kdeformer:block=2.5", &pb, ATTN_EPARAM, "block = 2.5");
-    expect_refused("kdeformer:power_iters=0", &pb, ATTN_EPARAM, "power_iters = 0");
-    expect_refused("kdeformer:lsh_order=hilbert", &pb, ATTN_EPARAM, "hilbert");
+    lsh_tu_expect_refused("kdeformer:bits=0", &pb, ATTN_EPARAM, "bits = 0");
+    lsh_tu_expect_refused("kdeformer:bits=31", &pb, ATTN_EPARAM, "bits = 31");
+    lsh_tu_expect_refused("kdeformer:samples=0", &pb, ATTN_EPARAM, "samples = 0");
+    lsh_tu_expect_refused("kdeformer:block=0", &pb, ATTN_EPARAM, "block = 0");
+    lsh_tu_expect_refused("kdeformer:block=2.5", &pb, ATTN_EPARAM, "block = 2.5");
+    lsh_tu_expect_refused("kdeformer:power_iters=0", &pb, ATTN_EPARAM, "power_iters = 0");
+    lsh_tu_expect_refused("kdeformer:lsh_order=hilbert", &pb, ATTN_EPARAM, "hilbert");
     attn_problem rect = { .n = 64, .m = 32, .d = 8, .dv = 8, .causal = 1 };
-    expect_refused("kdeformer", &rect, ATTN_ESHAPE, "m = 32");
+    lsh_tu_expect_refused("kdeformer", &rect, ATTN_ESHAPE, "m = 32");
 }
