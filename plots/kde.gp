@@ -96,6 +96,8 @@ if (strlen(syn_label) > 0) {
                 unset key
                 te = lookup(syn_label, nn, cz, "exact", "time_apply_s_med")
                 te = words(te) > 0 ? real(te) : NaN
+                # Exact's time may lie beyond every approximation's: keep it in the panel.
+                if (te == te) { set xrange [*:te * 1.5] } else { set autoscale x }
                 set arrow 1 from te, graph 0 to te, graph 1 nohead lc rgb "#808080" dt 2
                 lin_t = lookup(syn_label, nn, cz, "linear_elu", "time_apply_s_med")
                 lin_e = lookup(syn_label, nn, cz, "linear_elu", "err_out_rel_spec_mean")
