@@ -65,6 +65,28 @@ static char *write_ini(const char *name, const char *text)
     return path;
 }
 
+/* A sweep of the config text written to tests/sweep-work/<name>.ini, loaded (failing the test on
+ * error), with its results file tests/sweep-work/<name>.h5 removed: *path and *out are set. */
+static sweep_config *fresh_sweep(const char *name, const char *text, char **path, char **out)
+{
+    char file[256];
+    snprintf(file, sizeof file, "%s.ini", name);
+    *path = write_ini(file, text);
+    sweep_config *cfg = NULL;
+    cr_assert_eq(sweep_config_load(&cfg, *path, NULL, 0), ATTN_OK, "%s", attn_last_error());
+    snprintf(file, sizeof file, "tests/sweep-work/%s.h5", name);
+    *out = tu_build_path(file);
+    remove(*out);
+    return cfg;
+}
+
+/* Options of a quiet, single-task run into out. */
+static sweep_options quiet_run(const char *out)
+{
+    return (sweep_options){ .output = out, .task = 0, .ntasks = 1, .quiet = 1,
+                            .command_line = "test" };
+}
+
 Test(sweep, config_expands_methods_canonically)
 {
     char *path = write_ini("expand.ini", "[sweep]\n"
@@ -164,22 +186,18 @@ Test(sweep, config_errors_are_named)
 
 Test(sweep, run_writes_points_and_rerun_skips)
 {
-    char *path = write_ini("run.ini", "[sweep]\n"
-                                      "data = local:n=48,d=6,heads=2\n"
-                                      "n = 24, 48\n"
-                                      "causal = 0, 1\n"
-                                      "repeats = 1\n"
-                                      "matrix_n_max = 48\n"
-                                      "rank_n_max = 24\n"
-                                      "[method exact]\n"
-                                      "[method band]\n"
-                                      "w = 3\n");
-    sweep_config *cfg = NULL;
-    cr_assert_eq(sweep_config_load(&cfg, path, NULL, 0), ATTN_OK, "%s", attn_last_error());
-    char *out = tu_build_path("tests/sweep-work/run.h5");
-    remove(out);
-    sweep_options opts = { .output = out, .task = 0, .ntasks = 1, .quiet = 1,
-                           .command_line = "test" };
+    char *path = NULL, *out = NULL;
+    sweep_config *cfg = fresh_sweep("run", "[sweep]\n"
+                                           "data = local:n=48,d=6,heads=2\n"
+                                           "n = 24, 48\n"
+                                           "causal = 0, 1\n"
+                                           "repeats = 1\n"
+                                           "matrix_n_max = 48\n"
+                                           "rank_n_max = 24\n"
+                                           "[method exact]\n"
+                                           "[method band]\n"
+                                           "w = 3\n", &path, &out);
+    sweep_options opts = quiet_run(out);
     sweep_summary sum;
     cr_assert_eq(sweep_run(cfg, &opts, &sum), ATTN_OK, "%s", attn_last_error());
     /* 2 heads x 2 n x 2 causal x 2 specs. */
@@ -230,19 +248,15 @@ Test(sweep, run_writes_points_and_rerun_skips)
  * is 8) is recorded with its status and message, and the sweep goes on to the other points. */
 Test(sweep, failed_points_are_recorded_and_the_sweep_goes_on)
 {
-    char *path = write_ini("failing.ini", "[sweep]\n"
-                                          "data = gauss:n=1024,d=4\n"
-                                          "n = 64, 1024\n"
-                                          "repeats = 1\n"
-                                          "matrix_n_max = 0\n"
-                                          "[method sparse_fixed]\n"
-                                          "summary = 20\n");
-    sweep_config *cfg = NULL;
-    cr_assert_eq(sweep_config_load(&cfg, path, NULL, 0), ATTN_OK, "%s", attn_last_error());
-    char *out = tu_build_path("tests/sweep-work/failing.h5");
-    remove(out);
-    sweep_options opts = { .output = out, .task = 0, .ntasks = 1, .quiet = 1,
-                           .command_line = "test" };
+    char *path = NULL, *out = NULL;
+    sweep_config *cfg = fresh_sweep("failing", "[sweep]\n"
+                                               "data = gauss:n=1024,d=4\n"
+                                               "n = 64, 1024\n"
+                                               "repeats = 1\n"
+                                               "matrix_n_max = 0\n"
+                                               "[method sparse_fixed]\n"
+                                               "summary = 20\n", &path, &out);
+    sweep_options opts = quiet_run(out);
     sweep_summary sum;
     cr_assert_eq(sweep_run(cfg, &opts, &sum), ATTN_OK, "%s", attn_last_error());
     cr_assert_eq(sum.done, 2);
@@ -275,27 +289,23 @@ Test(sweep, failed_points_are_recorded_and_the_sweep_goes_on)
  * n <= matrix_n_max. */
 Test(sweep, blocks_section_writes_structure_tables)
 {
-    char *path = write_ini("blocks.ini", "[sweep]\n"
-                                         "data = local:n=48,d=6,heads=2\n"
-                                         "heads = 1\n"
-                                         "n = 24, 48\n"
-                                         "causal = 0, 1\n"
-                                         "repeats = 1\n"
-                                         "matrix_n_max = 24\n"
-                                         "[blocks]\n"
-                                         "sizes = 4, 8\n"
-                                         "bands = 0, 2\n"
-                                         "tol = 1e-4\n"
-                                         "[method band]\n"
-                                         "w = 3\n"
-                                         "[method exact]\n");
-    sweep_config *cfg = NULL;
-    cr_assert_eq(sweep_config_load(&cfg, path, NULL, 0), ATTN_OK, "%s", attn_last_error());
+    char *path = NULL, *out = NULL;
+    sweep_config *cfg = fresh_sweep("blocks", "[sweep]\n"
+                                              "data = local:n=48,d=6,heads=2\n"
+                                              "heads = 1\n"
+                                              "n = 24, 48\n"
+                                              "causal = 0, 1\n"
+                                              "repeats = 1\n"
+                                              "matrix_n_max = 24\n"
+                                              "[blocks]\n"
+                                              "sizes = 4, 8\n"
+                                              "bands = 0, 2\n"
+                                              "tol = 1e-4\n"
+                                              "[method band]\n"
+                                              "w = 3\n"
+                                              "[method exact]\n", &path, &out);
     cr_assert(cfg->blocks && cfg->nblock_sizes == 2 && cfg->nbands == 2 && cfg->block_tol == 1e-4);
-    char *out = tu_build_path("tests/sweep-work/blocks.h5");
-    remove(out);
-    sweep_options opts = { .output = out, .task = 0, .ntasks = 1, .quiet = 1,
-                           .command_line = "test" };
+    sweep_options opts = quiet_run(out);
     sweep_summary sum;
     cr_assert_eq(sweep_run(cfg, &opts, &sum), ATTN_OK, "%s", attn_last_error());
     cr_assert_eq(sum.failed, 0);
@@ -357,23 +367,19 @@ Test(sweep, blocks_section_writes_structure_tables)
  * others NaN. */
 Test(sweep, not_applicable_points_and_target_errors)
 {
-    char *path = write_ini("target.ini", "[sweep]\n"
-                                         "data = local:n=64,d=6,heads=1\n"
-                                         "n = 64\n"
-                                         "causal = 0, 1\n"
-                                         "repeats = 1\n"
-                                         "[method band]\n"
-                                         "w = 3\n"
-                                         "[method fast]\n"
-                                         "[method fmm_multilevel]\n"
-                                         "block = 8\n"
-                                         "downsample_queries = 1\n");
-    sweep_config *cfg = NULL;
-    cr_assert_eq(sweep_config_load(&cfg, path, NULL, 0), ATTN_OK, "%s", attn_last_error());
-    char *out = tu_build_path("tests/sweep-work/target.h5");
-    remove(out);
-    sweep_options opts = { .output = out, .task = 0, .ntasks = 1, .quiet = 1,
-                           .command_line = "test" };
+    char *path = NULL, *out = NULL;
+    sweep_config *cfg = fresh_sweep("target", "[sweep]\n"
+                                              "data = local:n=64,d=6,heads=1\n"
+                                              "n = 64\n"
+                                              "causal = 0, 1\n"
+                                              "repeats = 1\n"
+                                              "[method band]\n"
+                                              "w = 3\n"
+                                              "[method fast]\n"
+                                              "[method fmm_multilevel]\n"
+                                              "block = 8\n"
+                                              "downsample_queries = 1\n", &path, &out);
+    sweep_options opts = quiet_run(out);
     sweep_summary sum;
     cr_assert_eq(sweep_run(cfg, &opts, &sum), ATTN_OK, "%s", attn_last_error());
     cr_assert_eq(sum.done, 6u);
