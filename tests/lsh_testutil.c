@@ -106,13 +106,3 @@ double lsh_tu_mean_error(const char *base, size_t samples, const attn_problem *p
     }
     return sum / (double) seeds;
 }
-
-void lsh_tu_expect_refused(const char *spec, const attn_problem *pb, int status,
-                           const char *needle)
-{
-    attn_plan *plan = NULL;
-    cr_assert_eq(attn_plan_create(&plan, spec, pb), status, "%s: status", spec);
-    cr_assert_null(plan);
-    cr_assert(tu_error_has(needle), "%s: message '%s' lacks '%s'", spec, attn_last_error(),
-              needle);
-}

@@ -34,9 +34,5 @@ lsh_tu_unbiased lsh_tu_unbiased_z(const char *base, const attn_problem *pb, cons
 double lsh_tu_mean_error(const char *base, size_t samples, const attn_problem *pb,
                          const double *Q, const double *K, const double *V, size_t seeds,
                          size_t first_seed);
-/* attn_plan_create of spec returns status, leaves the plan NULL and sets a message containing
- * needle; else the test fails, naming spec. */
-void lsh_tu_expect_refused(const char *spec, const attn_problem *pb, int status,
-                           const char *needle);
 
 #endif

@@ -456,7 +456,7 @@ Test(hyperattention, bad_input_names_the_value)
         { "hyperattention:lsh_order=zorder", "zorder" },
     };
     for (size_t t = 0; t < sizeof bad / sizeof bad[0]; t++)
-        lsh_tu_expect_refused(bad[t][0], &pb, ATTN_EPARAM, bad[t][1]);
+        tu_expect_refused(bad[t][0], &pb, ATTN_EPARAM, bad[t][1]);
     attn_problem rect = { .n = 64, .m = 32, .d = 8, .dv = 8, .causal = 1 };
     attn_plan *plan = NULL;
     cr_assert_eq(attn_plan_create(&plan, "hyperattention", &rect), ATTN_ESHAPE);

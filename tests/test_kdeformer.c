@@ -405,13 +405,13 @@ Test(kdeformer, cost_counts_the_pieces)
 Test(kdeformer, bad_input_names_the_value)
 {
     attn_problem pb = { .n = 64, .m = 64, .d = 8, .dv = 8 };
-    lsh_tu_expect_refused("kdeformer:bits=0", &pb, ATTN_EPARAM, "bits = 0");
-    lsh_tu_expect_refused("kdeformer:bits=31", &pb, ATTN_EPARAM, "bits = 31");
-    lsh_tu_expect_refused("kdeformer:samples=0", &pb, ATTN_EPARAM, "samples = 0");
-    lsh_tu_expect_refused("kdeformer:block=0", &pb, ATTN_EPARAM, "block = 0");
-    lsh_tu_expect_refused("kdeformer:block=2.5", &pb, ATTN_EPARAM, "block = 2.5");
-    lsh_tu_expect_refused("kdeformer:power_iters=0", &pb, ATTN_EPARAM, "power_iters = 0");
-    lsh_tu_expect_refused("kdeformer:lsh_order=hilbert", &pb, ATTN_EPARAM, "hilbert");
+    tu_expect_refused("kdeformer:bits=0", &pb, ATTN_EPARAM, "bits = 0");
+    tu_expect_refused("kdeformer:bits=31", &pb, ATTN_EPARAM, "bits = 31");
+    tu_expect_refused("kdeformer:samples=0", &pb, ATTN_EPARAM, "samples = 0");
+    tu_expect_refused("kdeformer:block=0", &pb, ATTN_EPARAM, "block = 0");
+    tu_expect_refused("kdeformer:block=2.5", &pb, ATTN_EPARAM, "block = 2.5");
+    tu_expect_refused("kdeformer:power_iters=0", &pb, ATTN_EPARAM, "power_iters = 0");
+    tu_expect_refused("kdeformer:lsh_order=hilbert", &pb, ATTN_EPARAM, "hilbert");
     attn_problem rect = { .n = 64, .m = 32, .d = 8, .dv = 8, .causal = 1 };
-    lsh_tu_expect_refused("kdeformer", &rect, ATTN_ESHAPE, "m = 32");
+    tu_expect_refused("kdeformer", &rect, ATTN_ESHAPE, "m = 32");
 }

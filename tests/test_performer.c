@@ -495,12 +495,7 @@ Test(performer, underflow_is_an_error_naming_the_row)
 
 static void expect_bad(const char *spec, const attn_problem *pb, int expected, const char *needle)
 {
-    attn_plan *plan = NULL;
-    int status = attn_plan_create(&plan, spec, pb);
-    cr_assert_eq(status, expected, "%s: status %d (%s), expected %d", spec, status,
-                 attn_last_error(), expected);
-    cr_assert_null(plan, "%s: a failed create left a plan", spec);
-    cr_assert(tu_error_has(needle), "%s: message lacks '%s'", spec, needle);
+    tu_expect_refused(spec, pb, expected, needle);
 }
 
 Test(performer, bad_parameters_name_the_value)

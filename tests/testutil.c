@@ -199,3 +199,14 @@ attn_problem tu_inputs_problem(const attn_inputs *in, int causal)
     return (attn_problem){ .n = in->n, .m = in->n, .d = in->d, .dv = in->dv, .causal = causal,
                            .scale = in->scale };
 }
+
+void tu_expect_refused(const char *spec, const attn_problem *pb, int status, const char *needle)
+{
+    attn_plan *plan = (attn_plan *) 1;
+    int got = attn_plan_create(&plan, spec, pb);
+    cr_assert_eq(got, status, "%s: status %s, expected %s (%s)", spec, attn_status_name(got),
+                 attn_status_name(status), attn_last_error());
+    cr_assert_null(plan, "%s: a failed create left a plan", spec);
+    cr_assert(tu_error_has(needle), "%s: message '%s' lacks '%s'", spec, attn_last_error(),
+              needle);
+}

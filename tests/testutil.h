@@ -46,6 +46,9 @@ double tu_error_vs_reference(const char *spec, const attn_problem *pb, const dou
  * causal, the error and tol. */
 void tu_expect_exact(const char *spec, const attn_problem *pb, const double *Q, const double *K,
                      const double *V, double tol, const char *what);
+/* Plan creation of spec on pb must fail with status, leave the plan NULL, and give a message
+ * containing needle; otherwise the test fails, naming spec, the status and the message. */
+void tu_expect_refused(const char *spec, const attn_problem *pb, int status, const char *needle);
 /* A bundled data file (relative to the source tree, as tu_src_path), its first rows tokens of every
  * head (0: all); a failed read fails the test, naming the file and the error.  The caller destroys
  * it with attn_inputs_destroy.  tu_load_head also points q, k, v at one head of it. */
