@@ -106,3 +106,36 @@ double lsh_tu_mean_error(const char *base, size_t samples, const attn_problem *p
     }
     return sum / (double) seeds;
 }
+
+void lsh_tu_check_matrix_shapes(const char *const *specs, size_t nspecs, unsigned long seed0,
+                                int check_finite)
+{
+    static const size_t shapes[][3] = { { 1, 1, 0 },       { 1, 1, 1 },      { 37, 37, 0 },
+                                        { 37, 37, 1 },     { 300, 300, 0 },  { 300, 300, 1 },
+                                        { 1000, 1000, 0 }, { 1000, 1000, 1 }, { 70, 131, 0 },
+                                        { 131, 70, 0 } };
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
+        for (size_t c = 0; c < nspecs; c++) {
+            size_t n = shapes[s][0], m = shapes[s][1];
+            attn_problem pb = { .n = n, .m = m, .d = 13, .dv = 7, .causal = (int) shapes[s][2] };
+            double *Q, *K, *V;
+            tu_random_qkv(n, m, 13, 7, seed0 + s, &Q, &K, &V);
+            lsh_tu_check_matrix(specs[c], &pb, Q, K, V, "random", check_finite);
+            free(Q);
+            free(K);
+            free(V);
+        }
+}
+
+void lsh_tu_check_matrix_real(const char *ocr_spec, const char *lm_spec, int check_finite)
+{
+    const double *q, *k, *v;
+    attn_inputs *in = tu_load_head("data/ppocrv4-svtr-attn.h5", 1, 3, &q, &k, &v);
+    attn_problem pb = tu_inputs_problem(in, 0);
+    lsh_tu_check_matrix(ocr_spec, &pb, q, k, v, "ocr", check_finite);
+    attn_inputs_destroy(in);
+    in = tu_load_head("data/stories260k-attn.h5", 2, 0, &q, &k, &v);
+    pb = tu_inputs_problem(in, 1);
+    lsh_tu_check_matrix(lm_spec, &pb, q, k, v, "lm", check_finite);
+    attn_inputs_destroy(in);
+}

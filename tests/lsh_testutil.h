@@ -25,6 +25,14 @@ typedef struct lsh_tu_unbiased {
     double mean_den;  /* mean over seeds of the row-averaged den_i - 1 */
 } lsh_tu_unbiased;
 
+/* lsh_tu_check_matrix of each spec on random inputs (d = 13, dv = 7, seeds seed0 + shape) at the
+ * shapes n = m = 1, 37, 300, 1000 (both masks) and 70 x 131, 131 x 70 (bidirectional). */
+void lsh_tu_check_matrix_shapes(const char *const *specs, size_t nspecs, unsigned long seed0,
+                                int check_finite);
+/* lsh_tu_check_matrix of ocr_spec on the bundled OCR head (layer 1, head 3, bidirectional) and of
+ * lm_spec on the language model's head (layer 2, head 0, causal). */
+void lsh_tu_check_matrix_real(const char *ocr_spec, const char *lm_spec, int check_finite);
+
 /* The statistics above over the plans "base,seed=first_seed + s", s in [0, seeds). */
 lsh_tu_unbiased lsh_tu_unbiased_z(const char *base, const attn_problem *pb, const double *Q,
                                   const double *K, const double *V, size_t seeds,

@@ -90,40 +90,18 @@ Test(hyperattention, min_seq_len_follows_the_block)
  */
 Test(hyperattention, materialize_random_ragged)
 {
-    static const size_t shapes[][3] = { { 1, 1, 0 },       { 1, 1, 1 },      { 37, 37, 0 },
-                                        { 37, 37, 1 },     { 300, 300, 0 },  { 300, 300, 1 },
-                                        { 1000, 1000, 0 }, { 1000, 1000, 1 }, { 70, 131, 0 },
-                                        { 131, 70, 0 } };
     static const char *const specs[] = {
         "hyperattention:block=16,samples=32",
         "hyperattention:block=7,samples=5,bits=3,lsh_order=gray,min_seq_len=1",
         "hyperattention:block=16,samples=32,exclude_block=0",
         "hyperattention:block=1,samples=1",
     };
-    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
-        for (size_t c = 0; c < sizeof specs / sizeof specs[0]; c++) {
-            size_t n = shapes[s][0], m = shapes[s][1];
-            attn_problem pb = { .n = n, .m = m, .d = 13, .dv = 7, .causal = (int) shapes[s][2] };
-            double *Q, *K, *V;
-            tu_random_qkv(n, m, 13, 7, 201 + s, &Q, &K, &V);
-            lsh_tu_check_matrix(specs[c], &pb, Q, K, V, "random", 0);
-            free(Q);
-            free(K);
-            free(V);
-        }
+    lsh_tu_check_matrix_shapes(specs, sizeof specs / sizeof specs[0], 201, 0);
 }
 
 Test(hyperattention, materialize_real)
 {
-    const double *q, *k, *v;
-    attn_inputs *in = tu_load_head(OCR_FILE, 1, 3, &q, &k, &v);
-    attn_problem pb = tu_inputs_problem(in, 0);
-    lsh_tu_check_matrix("hyperattention:block=24,samples=48", &pb, q, k, v, "ocr", 0);
-    attn_inputs_destroy(in);
-    in = tu_load_head(LM_FILE, 2, 0, &q, &k, &v);
-    pb = tu_inputs_problem(in, 1);
-    lsh_tu_check_matrix("hyperattention:block=32,samples=64", &pb, q, k, v, "lm", 0);
-    attn_inputs_destroy(in);
+    lsh_tu_check_matrix_real("hyperattention:block=24,samples=48", "hyperattention:block=32,samples=64", 0);
 }
 
 /* With Q = 0 every logit is 0: the block entries of row i all equal 1 / D_i and every other
